@@ -1,0 +1,138 @@
+"""Checkpoint folders: ``config.json`` + ``model.safetensors`` + tokenizer files.
+
+``config.json`` holds the model config, the head, the task and its label list and
+the tokenizer kind, so that a folder is everything ``export``, ``bench`` and
+``distill --teacher`` need. Folders are written whole into a temp folder and
+renamed into place, so a crash mid-write never leaves a folder that loads as good.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ernie_tiny import __version__
+from ernie_tiny.encoding import Tokenizer
+from ernie_tiny.io_utils import atomic_dir, atomic_write_json
+from ernie_tiny.model import ErnieConfig, HeadKind, build_model, encoder_of
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, half-written or does not match its config."""
+
+
+@dataclass
+class CheckpointMeta:
+    """What ``config.json`` says besides the model config."""
+
+    head: HeadKind = HeadKind.encoder
+    task: str | None = None
+    labels: list[str] = field(default_factory=list)
+    tokenizer_kind: str | None = None  # "char" or "subword"; tokenizer files sit beside the weights
+    extra: dict = field(default_factory=dict)  # free-form provenance: source checkpoint, metrics, preset
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: nn.Module
+    config: ErnieConfig
+    meta: CheckpointMeta
+    tokenizer: Tokenizer | None
+
+
+def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors, contiguous, without the tied MLM decoder (it is the word embedding)."""
+    return {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: Tokenizer | None = None,
+                    task: str | None = None, labels: list[str] | None = None, extra: dict | None = None) -> Path:
+    """Write ``model`` (an ErnieModel or a head model) and its tokenizer to ``directory`` atomically."""
+    config = encoder_of(model).config
+    head = getattr(model, "head_kind", HeadKind.encoder)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "ernie_tiny_version": __version__,
+        "model": config.to_dict(),
+        "head": HeadKind(head).value,
+        "num_labels": getattr(model, "num_labels", 0),
+        "task": task,
+        "labels": list(labels or []),
+        "tokenizer_kind": getattr(tokenizer, "kind", None),
+        "extra": extra or {},
+    }
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        save_file(state_dict_for_saving(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save(str(tmp))
+        atomic_write_json(tmp / CONFIG_FILE, payload)  # written last: its presence marks a finished folder
+    return directory
+
+
+def read_checkpoint_config(directory: str | os.PathLike) -> tuple[ErnieConfig, CheckpointMeta, int]:
+    """Parse ``config.json``: the model config, the meta, and num_labels."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (not an ernie-tiny checkpoint folder)")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        config = ErnieConfig.from_dict(payload["model"])
+        meta = CheckpointMeta(head=HeadKind(payload.get("head", "encoder")), task=payload.get("task"),
+                              labels=list(payload.get("labels", [])), tokenizer_kind=payload.get("tokenizer_kind"),
+                              extra=payload.get("extra", {}))
+        num_labels = int(payload.get("num_labels", len(meta.labels)))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable checkpoint config: {err}") from err
+    return config, meta, num_labels
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` naming every missing, unexpected or mis-shaped tensor."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = [f"{k}: expected {tuple(expected[k].shape)}, got {tuple(found[k].shape)}"
+                 for k in sorted(set(expected) & set(found)) if expected[k].shape != found[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped {len(misshaped)}: {'; '.join(misshaped)}")
+    if problems:
+        raise CheckpointError(f"{source}: parameters do not match the model: " + " | ".join(problems))
+
+
+def load_pretrained(directory: str | os.PathLike, load_tokenizer_files: bool = True,
+                    map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Load a folder written by :func:`save_pretrained`; every key and shape is checked."""
+    directory = Path(directory)
+    config, meta, num_labels = read_checkpoint_config(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: no such file")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: unreadable weights: {err}") from err
+    model = build_model(config, meta.head, num_labels=max(num_labels, 1))
+    check_state_dict(model.state_dict(), state, str(weights))
+    model.load_state_dict(state)
+    tokenizer = None
+    if load_tokenizer_files and meta.tokenizer_kind is not None:
+        from ernie_tiny.tokenizers import load_tokenizer
+
+        tokenizer = load_tokenizer(directory)
+    return LoadedCheckpoint(model=model, config=config, meta=meta, tokenizer=tokenizer)

@@ -1,0 +1,381 @@
+"""The ERNIE / BERT-style encoder, its task heads, in one file that reads top to bottom.
+
+    ErnieConfig -> Embeddings -> SelfAttention -> FeedForward -> Layer -> ErnieModel -> heads
+
+ERNIE 1.0 and ERNIE-tiny are post-LN transformers (LayerNorm after each residual
+add) with a LayerNorm on the embedding sum ("pre_encoder_layer_norm" in Paddle)
+and ReLU in the feed-forward. Distillation needs every layer's hidden state and
+pre-softmax attention scores, so :class:`ErnieModel` returns them when asked;
+otherwise attention runs through ``scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ErnieConfig:
+    vocab_size: int = 18000  # ERNIE 1.0 char vocab; ERNIE-tiny's subword vocab is 50006
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072  # FFN width, 4x hidden in every preset
+    hidden_act: str = "relu"  # ERNIE 1.0 and ERNIE-tiny use relu; BERT uses gelu
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 513
+    type_vocab_size: int = 2  # sentence A / sentence B
+    use_task_id: bool = False  # ERNIE 2.0 style task-type embedding added to the input
+    task_type_vocab_size: int = 3
+    layer_norm_eps: float = 1e-5  # Paddle's LayerNorm default; HF ports often say 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+    preset: str = "custom"  # which named preset this came from, printed by every command
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads != 0:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: object) -> "ErnieConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ErnieConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ErnieConfig fields: {', '.join(unknown)}")
+        return cls(**values)
+
+    def describe(self) -> str:
+        return (f"preset {self.preset}: {self.num_layers} layers, hidden {self.hidden_size}, "
+                f"{self.num_heads} heads, FFN {self.intermediate_size}, vocab {self.vocab_size}")
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+# Real sizes are for GPUs and latency benchmarks. The scaled presets keep the real
+# shape ratios (12 -> 3 layers, hidden 4:3, heads 4:3, FFN 4x hidden) so that a
+# 12 -> 3 distillation trains on 2 CPU cores in minutes.
+PRESETS: dict[str, ErnieConfig] = {
+    "ernie-1.0-base": ErnieConfig(preset="ernie-1.0-base"),
+    "ernie-tiny": ErnieConfig(vocab_size=50006, hidden_size=1024, num_layers=3, num_heads=16,
+                              intermediate_size=4096, max_position_embeddings=600, preset="ernie-tiny"),
+    "teacher-small": ErnieConfig(hidden_size=192, num_layers=12, num_heads=3, intermediate_size=768,
+                                 preset="teacher-small"),
+    "student-small": ErnieConfig(vocab_size=50006, hidden_size=256, num_layers=3, num_heads=4,
+                                 intermediate_size=1024, max_position_embeddings=600, preset="student-small"),
+    "teacher-micro": ErnieConfig(hidden_size=48, num_layers=12, num_heads=3, intermediate_size=192,
+                                 max_position_embeddings=130, preset="teacher-micro"),
+    "student-micro": ErnieConfig(vocab_size=50006, hidden_size=64, num_layers=3, num_heads=4,
+                                 intermediate_size=256, max_position_embeddings=130, preset="student-micro"),
+}
+
+
+@dataclass
+class EncoderOutput:
+    last_hidden_state: torch.Tensor  # (B, T, H)
+    pooled_output: torch.Tensor  # (B, H): tanh(W h_[CLS])
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # num_layers + 1 of (B, T, H), embeddings first
+    attention_scores: tuple[torch.Tensor, ...] | None = None  # num_layers of (B, nh, T, T), pre-softmax, unmasked
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None
+    encoder: EncoderOutput
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.task_type_embeddings = (nn.Embedding(config.task_type_vocab_size, config.hidden_size)
+                                     if config.use_task_id else None)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # Paddle: pre_encoder_layer_norm
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                task_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = input_ids.shape
+        if T > self.position_embeddings.num_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings "
+                             f"{self.position_embeddings.num_embeddings}")
+        positions = torch.arange(T, device=input_ids.device).unsqueeze(0)  # (1, T)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        if self.task_type_embeddings is not None:
+            if task_type_ids is None:
+                task_type_ids = torch.zeros_like(input_ids)
+            x = x + self.task_type_embeddings(task_type_ids)
+        return self.dropout(self.layer_norm(x))  # (B, T, H)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_size = config.head_size
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_dropout = config.attention_dropout
+
+    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor,
+                return_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, H = x.shape
+        q = self.query(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.key(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        v = self.value(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        dropout_p = self.attention_dropout if self.training else 0.0
+        scores = None
+        if return_scores:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, T)
+            probs = F.dropout(torch.softmax(scores + additive_mask, dim=-1), p=dropout_p, training=self.training)
+            context = probs @ v  # (B, nh, T, hs)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=additive_mask, dropout_p=dropout_p)
+        context = context.transpose(1, 2).contiguous().view(B, T, H)  # (B, T, H)
+        return self.output(context), scores
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.fc_in = nn.Linear(config.hidden_size, config.intermediate_size)  # Paddle: ffn_fc_0
+        self.fc_out = nn.Linear(config.intermediate_size, config.hidden_size)  # Paddle: ffn_fc_1
+        self.activation = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.activation(self.fc_in(x)))
+
+
+class Layer(nn.Module):
+    """Post-LN block: h = LN(x + Attn(x)); out = LN(h + FFN(h))."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # post_att_layer_norm
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # post_ffn_layer_norm
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor,
+                return_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, scores = self.attention(x, additive_mask, return_scores)
+        h = self.attention_norm(x + self.dropout(attended))
+        return self.ffn_norm(h + self.dropout(self.ffn(h))), scores
+
+
+class ErnieModel(nn.Module):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList([Layer(config) for _ in range(config.num_layers)])
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)  # Paddle: pooled_fc
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, task_type_ids: torch.Tensor | None = None,
+                output_hidden_states: bool = False, output_attention_scores: bool = False) -> EncoderOutput:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids, task_type_ids)  # (B, T, H)
+        # Padding keys get a large negative bias; a finite value keeps all-padding rows NaN-free.
+        additive_mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
+        hidden_states = [x]
+        attention_scores = []
+        for layer in self.layers:
+            x, scores = layer(x, additive_mask, output_attention_scores)
+            hidden_states.append(x)
+            attention_scores.append(scores)
+        pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, H)
+        return EncoderOutput(
+            last_hidden_state=x,
+            pooled_output=pooled,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None,
+            attention_scores=tuple(attention_scores) if output_attention_scores else None,
+        )
+
+
+class HeadKind(str, Enum):
+    encoder = "encoder"
+    sequence_classification = "sequence_classification"
+    token_classification = "token_classification"
+    ranking = "ranking"
+    masked_lm = "masked_lm"
+
+
+class ErnieForSequenceClassification(nn.Module):
+    """Single sentences and sentence pairs: logits (B, num_labels) from the pooled [CLS]."""
+
+    head_kind = HeadKind.sequence_classification
+
+    def __init__(self, config: ErnieConfig, num_labels: int):
+        super().__init__()
+        self.ernie = ErnieModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.num_labels = num_labels
+        self.ernie._init_weights(self.classifier)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, **encoder_kwargs) -> ModelOutput:
+        encoder = self.ernie(input_ids, token_type_ids, attention_mask, **encoder_kwargs)
+        logits = self.classifier(self.dropout(encoder.pooled_output))  # (B, num_labels)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return ModelOutput(logits, loss, encoder)
+
+
+class ErnieForTokenClassification(nn.Module):
+    """NER: logits (B, T, num_labels); labels of -100 (padding, special tokens) are ignored."""
+
+    head_kind = HeadKind.token_classification
+
+    def __init__(self, config: ErnieConfig, num_labels: int):
+        super().__init__()
+        self.ernie = ErnieModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.num_labels = num_labels
+        self.ernie._init_weights(self.classifier)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, **encoder_kwargs) -> ModelOutput:
+        encoder = self.ernie(input_ids, token_type_ids, attention_mask, **encoder_kwargs)
+        logits = self.classifier(self.dropout(encoder.last_hidden_state))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return ModelOutput(logits, loss, encoder)
+
+
+def pairwise_ranking_loss(scores: torch.Tensor, labels: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
+    """RankNet loss over every (relevant, irrelevant) pair that shares a query group.
+
+    loss = mean over pairs (i, j) with g_i = g_j, y_i > y_j of log(1 + exp(-(s_i - s_j)))
+
+    scores, labels, group_ids: (B,). Returns a scalar; 0 when the batch holds no such pair.
+    """
+    same_group = group_ids[:, None] == group_ids[None, :]  # (B, B)
+    better = labels[:, None] > labels[None, :]  # (B, B)
+    pairs = same_group & better
+    if not pairs.any():
+        return scores.sum() * 0.0
+    margins = scores[:, None] - scores[None, :]  # (B, B): s_i - s_j
+    return F.softplus(-margins[pairs]).mean()
+
+
+class ErnieForRanking(nn.Module):
+    """DBQA-style answer ranking: one relevance score per (query, answer) pair, logits (B,).
+
+    Trained with a pointwise binary cross-entropy plus, when query group ids are given,
+    the pairwise RankNet loss inside each group; scores rank answers for MRR.
+    """
+
+    head_kind = HeadKind.ranking
+
+    def __init__(self, config: ErnieConfig, num_labels: int = 2):
+        super().__init__()
+        self.ernie = ErnieModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.scorer = nn.Linear(config.hidden_size, 1)
+        self.num_labels = num_labels
+        self.ernie._init_weights(self.scorer)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None,
+                group_ids=None, **encoder_kwargs) -> ModelOutput:
+        encoder = self.ernie(input_ids, token_type_ids, attention_mask, **encoder_kwargs)
+        scores = self.scorer(self.dropout(encoder.pooled_output)).squeeze(-1)  # (B,)
+        loss = None
+        if labels is not None:
+            loss = F.binary_cross_entropy_with_logits(scores, labels.float())
+            if group_ids is not None:
+                loss = loss + pairwise_ranking_loss(scores, labels, group_ids)
+        return ModelOutput(scores, loss, encoder)
+
+
+class ErnieForMaskedLM(nn.Module):
+    """Masked-LM head: transform (dense, act, LayerNorm) then a decoder tied to the word embeddings."""
+
+    head_kind = HeadKind.masked_lm
+
+    def __init__(self, config: ErnieConfig, num_labels: int = 0):
+        super().__init__()
+        self.ernie = ErnieModel(config)
+        self.transform = nn.Linear(config.hidden_size, config.hidden_size)  # Paddle: mask_lm_trans_fc
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.transform_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder_bias = nn.Parameter(torch.zeros(config.vocab_size))  # Paddle: mask_lm_out_fc.b_0
+        self.num_labels = num_labels
+        self.ernie._init_weights(self.transform)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, **encoder_kwargs) -> ModelOutput:
+        encoder = self.ernie(input_ids, token_type_ids, attention_mask, **encoder_kwargs)
+        h = self.transform_norm(self.activation(self.transform(encoder.last_hidden_state)))  # (B, T, H)
+        logits = h @ self.ernie.embeddings.word_embeddings.weight.T + self.decoder_bias  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return ModelOutput(logits, loss, encoder)
+
+
+HEADS: dict[HeadKind, type[nn.Module]] = {
+    HeadKind.sequence_classification: ErnieForSequenceClassification,
+    HeadKind.token_classification: ErnieForTokenClassification,
+    HeadKind.ranking: ErnieForRanking,
+    HeadKind.masked_lm: ErnieForMaskedLM,
+}
+
+
+def build_model(config: ErnieConfig, head: HeadKind | str, num_labels: int = 2) -> nn.Module:
+    """A bare encoder (head ``encoder``) or the encoder with the named task head."""
+    head = HeadKind(head)
+    if head is HeadKind.encoder:
+        return ErnieModel(config)
+    return HEADS[head](config, num_labels)
+
+
+def encoder_of(model: nn.Module) -> ErnieModel:
+    """The :class:`ErnieModel` inside a head model (or the model itself)."""
+    return model if isinstance(model, ErnieModel) else model.ernie

@@ -1,0 +1,38 @@
+"""Load whichever tokenizer a folder holds, by the ``kind`` in its ``tokenizer_config.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ernie_tiny.encoding import Tokenizer
+
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def tokenizer_kind(directory: str | os.PathLike) -> str:
+    """``"char"`` or ``"subword"``; a folder with only ``vocab.txt`` is an ERNIE 1.0 char vocab."""
+    directory = Path(directory)
+    config = directory / TOKENIZER_CONFIG
+    if config.is_file():
+        try:
+            return json.loads(config.read_text(encoding="utf-8"))["kind"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{config}: unreadable tokenizer config: {err}") from err
+    if (directory / "vocab.txt").is_file():
+        return "char"
+    raise ValueError(f"{directory}: no {TOKENIZER_CONFIG} or vocab.txt: not a tokenizer folder")
+
+
+def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
+    kind = tokenizer_kind(directory)
+    if kind == "char":
+        from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+
+        return CharTokenizer.from_directory(directory)
+    if kind == "subword":
+        from ernie_tiny.subword import SubwordTokenizer
+
+        return SubwordTokenizer.from_directory(directory)
+    raise ValueError(f"{directory}: unknown tokenizer kind {kind!r} (expected 'char' or 'subword')")
