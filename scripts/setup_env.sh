@@ -28,8 +28,9 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
     "$py" -m pip install -q torch
   else
     echo "setup: no GPU: installing the CPU build of torch"
-    # A CPU wheel already on local disk (pip's find-links) needs no download; else PyTorch's CPU index.
-    "$py" -m pip install -q --no-index "torch==2.13.0+cpu" 2>/dev/null \
+    # PyPI serves no "+cpu" build, so this only finds a CPU wheel already on local disk (pip's
+    # find-links), failing fast elsewhere; then PyTorch's own CPU index is used.
+    "$py" -m pip install -q "torch==2.13.0+cpu" 2>/dev/null \
       || "$py" -m pip install -q torch --index-url "$cpu_index"
   fi
 fi
