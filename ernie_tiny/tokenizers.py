@@ -17,9 +17,12 @@ def tokenizer_kind(directory: str | os.PathLike) -> str:
     config = directory / TOKENIZER_CONFIG
     if config.is_file():
         try:
-            return json.loads(config.read_text(encoding="utf-8"))["kind"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            settings = json.loads(config.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
             raise ValueError(f"{config}: unreadable tokenizer config: {err}") from err
+        # A Hugging Face tokenizer_config.json has no "kind": those folders hold an ERNIE/BERT char vocab.
+        if isinstance(settings, dict) and "kind" in settings:
+            return settings["kind"]
     if (directory / "vocab.txt").is_file():
         return "char"
     raise ValueError(f"{directory}: no {TOKENIZER_CONFIG} or vocab.txt: not a tokenizer folder")

@@ -1,0 +1,54 @@
+"""``ernie-tiny teacher ...``: bring a teacher checkpoint into our format (and, from cli.py, fine-tune it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ernie_tiny.checkpoint import load_pretrained, save_pretrained
+from ernie_tiny.teacher.loading import count_parameters, detect_format, load_teacher
+
+teacher_app = typer.Typer(help="Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.",
+                          no_args_is_help=True)
+
+
+@teacher_app.callback()
+def teacher() -> None:
+    """Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune."""
+    # A callback keeps `teacher` a command group even while it holds a single command.
+
+
+@teacher_app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Paddle ERNIE 1.0 folder (params/ + ernie_config.json), "
+                                             "Hugging Face Ernie/Bert folder, or an ernie-tiny folder.")],
+    out: Annotated[Path, typer.Argument(help="Folder to write (config.json + model.safetensors + vocab).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Convert a teacher checkpoint to the ernie-tiny format, checking every parameter.
+
+    Example: ernie-tiny teacher convert ERNIE_1.0_max-len-512/ runs/teacher-ernie1
+    """
+    if out.exists() and not overwrite:
+        typer.echo(f"error: {out} exists (pass --overwrite to replace it)", err=True)
+        raise typer.Exit(1)
+    try:
+        source_format = detect_format(src)
+        loaded = load_teacher(src)
+        save_pretrained(loaded.model, out, tokenizer=loaded.tokenizer, task=loaded.meta.task,
+                        labels=loaded.meta.labels, extra={**loaded.meta.extra, "converted_from": str(src)})
+        load_pretrained(out)  # read back: the written folder must load with every key and shape checked
+    except (ValueError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    tokenizer = loaded.tokenizer
+    typer.echo(f"read {source_format.value} checkpoint {src}")
+    typer.echo(f"  {loaded.config.describe()}, act {loaded.config.hidden_act}, head {loaded.meta.head.value}")
+    typer.echo(f"  {count_parameters(loaded.model):,} parameters; tokenizer: "
+               + (f"char, {tokenizer.vocab_size} tokens" if tokenizer is not None else "none (no vocab.txt)"))
+    initialised = loaded.meta.extra.get("initialised") or []
+    if initialised:
+        typer.echo(f"  not in the source, freshly initialised: {', '.join(initialised)}")
+    typer.echo(f"wrote {out}")
