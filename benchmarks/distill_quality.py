@@ -1,0 +1,159 @@
+"""The distillation quality table: teacher, labels-only student, distilled student and its ablations.
+
+Rows (same student preset, tokenizer, data, batch size and total optimizer steps):
+
+    teacher          the fine-tuned char teacher itself
+    labels-only      the student trained on the gold labels alone (hard cross-entropy), no teacher
+    distilled        intermediate stage, then prediction stage, with --augment N   (the full method)
+    no-intermediate  prediction stage only (all the steps), with augmentation
+    no-augment       both stages, no augmentation
+    no-alignment     both stages with augmentation, student on the teacher's char tokens (identity alignment)
+
+Each student row is one ``ernie_tiny.distill.train.distill`` run in ``OUT/<row>/``; ``--jobs``
+runs that many at once (one torch thread each). Writes ``OUT/quality.json`` and
+``OUT/quality.md``.
+
+Example::
+
+    python benchmarks/distill_quality.py --teacher runs/senti/teacher/best --task chnsenticorp \\
+        --data-dir ../shared/data/chnsenticorp_htl --steps-intermediate 150 --steps-prediction 250 \\
+        --augment 2 --max-len 64 --jobs 2 --out runs/senti/quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROWS = ("labels-only", "distilled", "no-intermediate", "no-augment", "no-alignment")
+DESCRIPTIONS = {
+    "teacher": "fine-tuned char teacher",
+    "labels-only": "student on gold labels only (hard CE), same steps",
+    "distilled": "intermediate + prediction stages, augmentation",
+    "no-intermediate": "prediction stage only (all steps), augmentation",
+    "no-augment": "both stages, no augmentation",
+    "no-alignment": "both stages, augmentation, student on the teacher's char tokens",
+}
+
+
+def row_config(row: str, args: argparse.Namespace) -> dict:
+    """The DistillConfig fields of one row (plain values: they cross a process boundary)."""
+    total = args.steps_intermediate + args.steps_prediction
+    base = dict(teacher=args.teacher, task=args.task, data_dir=args.data_dir, out_dir=str(Path(args.out) / row),
+                student_preset=args.student_preset, student_tokenizer=args.student_tokenizer,
+                steps_intermediate=args.steps_intermediate, steps_prediction=args.steps_prediction, lr=args.lr,
+                batch_size=args.batch_size, max_len=args.max_len, augment=args.augment, seed=args.seed,
+                eval_every=args.eval_every, save_every=args.eval_every, limit=args.limit, device="cpu",
+                augment_cache_dir=str(Path(args.out) / "pos-cache"),
+                loss_weights={"temperature": args.temperature, "hard": args.hard_weight})
+    if row == "labels-only":
+        return {**base, "stage": "prediction", "steps_prediction": total, "augment": 0,
+                "loss_weights": {"soft": 0.0, "hard": 1.0}}
+    if row == "no-intermediate":
+        return {**base, "stage": "prediction", "steps_prediction": total}
+    if row == "no-augment":
+        return {**base, "augment": 0}
+    if row == "no-alignment":
+        return {**base, "student_tokenizer": "char"}
+    return base
+
+
+def run_row(row: str, values: dict, threads: int) -> dict:
+    """Run one row in this process (a pool worker) and return its metrics.json."""
+    import torch
+    from rich.console import Console
+
+    from ernie_tiny.distill.config import DistillConfig
+    from ernie_tiny.distill.losses import DistillLossWeights
+    from ernie_tiny.distill.train import distill
+
+    torch.set_num_threads(threads)
+    out_dir = Path(values["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = DistillConfig(**{**values, "loss_weights": DistillLossWeights(**values["loss_weights"])})
+    started = time.perf_counter()
+    with open(out_dir / "run.log", "w", encoding="utf-8") as log:
+        distill(config, Console(file=log, width=160, force_terminal=False))
+    metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics["row_wall_seconds"] = round(time.perf_counter() - started, 1)
+    return metrics
+
+
+def table(results: dict[str, dict], main_metric: str) -> str:
+    """Markdown: one line per row, teacher first."""
+    any_run = next(iter(results.values()))
+    teacher = any_run["teacher"]
+    lines = ["| row | what it is | student tokens / example | steps (int. + pred.) | dev " + main_metric
+             + " | test " + main_metric + " | retention (test) | train s |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| teacher | {DESCRIPTIONS['teacher']} ({any_run['presets']['teacher']}) | "
+             f"{any_run['mean_train_tokens']['teacher']:.1f} | - | {100 * teacher['dev'][main_metric]:.2f} | "
+             f"{100 * teacher['test'][main_metric]:.2f} | 100 | - |"]
+    for row, m in results.items():
+        steps = f"{m['steps'].get('intermediate', 0)} + {m['steps'].get('prediction', 0)}"
+        lines.append(f"| {row} | {DESCRIPTIONS[row]} | {m['mean_train_tokens']['student']:.1f} | {steps} | "
+                     f"{100 * m['student']['dev'][main_metric]:.2f} | {100 * m['student']['test'][main_metric]:.2f} | "
+                     f"{m['retention_pct']['test']:.1f}% | {m['train_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--teacher", required=True, help="fine-tuned teacher checkpoint folder")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
+    parser.add_argument("--student-preset", default="student-small")
+    parser.add_argument("--student-tokenizer", default=None, help="subword tokenizer folder [default: embedded-corpus one]")
+    parser.add_argument("--steps-intermediate", type=int, default=150)
+    parser.add_argument("--steps-prediction", type=int, default=250)
+    parser.add_argument("--augment", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--hard-weight", type=float, default=0.0, help="gold-label CE weight in distilled rows")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-len", type=int, default=64)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--jobs", type=int, default=2, help="rows run at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per row")
+    args = parser.parse_args()
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {', '.join(ROWS)}")
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    # spawn: a fresh interpreter per worker, no forked torch thread pools.
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {row: pool.submit(run_row, row, row_config(row, args), args.threads) for row in rows}
+        results = {}
+        for row in rows:
+            results[row] = futures[row].result()
+            m = results[row]
+            print(f"{row}: test {m['student']['test']} retention {m['retention_pct']['test']:.1f}% "
+                  f"({m['row_wall_seconds']:.0f} s)", flush=True)
+    wall = time.perf_counter() - started
+    main_metric = next(iter(results.values()))["main_metric"]
+    summary = {"task": args.task, "main_metric": main_metric, "settings": vars(args), "wall_seconds": round(wall, 1),
+               "rows": results}
+    (out / "quality.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    any_run = next(iter(results.values()))
+    header = (f"## {args.task}: distillation quality\n\nTeacher {any_run['presets']['teacher']}, student "
+              f"{any_run['presets']['student']}; batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, "
+              f"augment {args.augment}, temperature {args.temperature}, hard weight {args.hard_weight}; "
+              f"{len(rows)} student runs, {args.jobs} at a time, {wall / 60:.1f} min wall.\n\n")
+    (out / "quality.md").write_text(header + table(results, main_metric), encoding="utf-8")
+    print(header + table(results, main_metric))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Reproduce the ERNIE-tiny latency table on this machine at the real model shapes.
+
+Random weights at ``ernie-1.0-base`` (12 layers, 768 hidden, char input) and ``ernie-tiny``
+(3 layers, 1024 hidden, subword input), real dev texts, torch fp32 and onnxruntime
+fp32 / int8 (fused graph) side by side in one interleaved run per task. Prints the three
+ratios the README reports:
+
+    same backend (torch fp32): student on its subword sequences vs the teacher on chars
+    same backend, student fed the teacher's char-length sequences (layer count and width alone)
+    onnxruntime int8 student vs torch fp32 teacher
+
+Usage (from the repository root; ~20-40 min on 2 cores)::
+
+    python benchmarks/ernie_tiny_table.py --student-tokenizer runs/subword --tasks chnsenticorp lcqmc \
+        --batch-size 8 --runs 10 --latency-examples 64 --out runs/benchmarks
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ernie_tiny.bench.benchmark import BenchConfig, resolve_per_task, run_benchmark
+from ernie_tiny.bench.report import caption, markdown_table, write_report
+from ernie_tiny.io_utils import atomic_write_json
+
+DEFAULT_DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def ratios(result) -> dict[str, float]:
+    """The three headline ratios, from the result's latency rows."""
+    rows = {(v.role, v.backend, v.precision, v.input_kind): v.latency.model_ms
+            for v in result.variants if v.latency is not None}
+    teacher = rows[("teacher", "torch", "fp32", "own")]
+    found = {
+        "torch fp32 student / teacher (subword vs char sequences)": teacher / rows[("student", "torch", "fp32", "own")],
+        "torch fp32 student on char-length input / teacher": teacher / rows[("student", "torch", "fp32", "char-length")],
+    }
+    if ("student", "onnxruntime", "int8", "own") in rows:
+        found["onnxruntime int8 student / torch fp32 teacher"] = teacher / rows[("student", "onnxruntime", "int8", "own")]
+        found["onnxruntime fp32 student / onnxruntime fp32 teacher"] = (
+            rows[("teacher", "onnxruntime", "fp32", "own")] / rows[("student", "onnxruntime", "fp32", "own")])
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--student-tokenizer", type=Path, required=True, help="subword tokenizer folder")
+    parser.add_argument("--teacher-tokenizer", type=Path, help="char vocab folder [default: built from the texts]")
+    parser.add_argument("--tasks", nargs="+", default=["chnsenticorp", "lcqmc"])
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--latency-examples", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--sort-by-length", action="store_true")
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    args = parser.parse_args()
+
+    summary = {}
+    for task, data_dir in zip(args.tasks, resolve_per_task([args.data_root], args.tasks, "data")):
+        config = BenchConfig(tasks=(task,), data_dirs=(data_dir,), synthetic=True, backends=tuple(args.backends),
+                             student_tokenizer=args.student_tokenizer, teacher_tokenizer=args.teacher_tokenizer,
+                             batch_size=args.batch_size, runs=args.runs, latency_examples=args.latency_examples,
+                             threads=args.threads, sort_by_length=args.sort_by_length)
+        result = run_benchmark(config)
+        out = args.out / f"{task}-b{args.batch_size}{'-sorted' if args.sort_by_length else ''}"
+        write_report(result, out)
+        print(markdown_table(result) + "\n" + caption(result))
+        summary[task] = ratios(result)
+        for name, value in summary[task].items():
+            print(f"{task}: {name}: {value:.2f}x")
+    atomic_write_json(args.out / "ratios.json", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,387 @@
+"""The ERNIE-tiny table on this machine: dev-set accuracy and latency of teacher and student.
+
+    for each task: dev split -> teacher and student (checkpoints, or random weights at the
+        real preset shapes with --synthetic) -> on each backend: accuracy over the dev set
+    on the first task: latency over its dev texts, all variants interleaved:
+        teacher, student, student fed the teacher's char-length sequences (the layer count
+        and width alone), and on onnxruntime the int8 (CPU) or fp16 (CUDA) student
+
+Example::
+
+    result = run_benchmark(BenchConfig(tasks=("lcqmc",), data_dirs=(Path("../shared/data/lcqmc"),),
+                                       synthetic=True, student_tokenizer=Path("runs/subword")))
+    write_report(result, Path("runs/bench"))   # bench.md, bench.json, bench.png
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from ernie_tiny.bench.environment import describe_environment
+from ernie_tiny.bench.export import ExportOptions, export_model
+from ernie_tiny.bench.latency import Backend, InferFn, LatencyStats, Variant, time_variants
+from ernie_tiny.bench.onnx_session import Device, DeviceUnavailableError, Precision, make_session, providers_for
+from ernie_tiny.bench.parity import ParityReport
+from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
+from ernie_tiny.encoding import Tokenizer, pad_to_arrays
+from ernie_tiny.model import ErnieConfig, build_model
+from ernie_tiny.tasks import (Example, TaskKind, TaskSpec, encode_examples, evaluate, get_task, load_split,
+                              predictions_from_outputs)
+from ernie_tiny.tokenizers import load_tokenizer
+
+PARITY_EXAMPLES = 64  # dev texts each bench export is checked on
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked (missing checkpoint, tokenizer, data or device)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    tasks: tuple[str, ...]
+    data_dirs: tuple[Path | None, ...]  # one per task (None: the task's embedded data)
+    teachers: tuple[Path, ...] = ()  # one checkpoint per task (ignored with synthetic)
+    students: tuple[Path, ...] = ()
+    device: Device = Device.cpu
+    backends: tuple[Backend, ...] = (Backend.torch,)
+    max_len: int = 128
+    batch_size: int = 8
+    runs: int = 10
+    warmup_batches: int = 3
+    threads: int | None = None  # torch threads = onnxruntime intra-op threads; None: torch's default
+    latency_examples: int | None = None  # time the first N dev texts of the latency task (None: all)
+    accuracy_examples: int | None = None  # evaluate on the first N dev examples (None: all)
+    sort_by_length: bool = False  # batch length-sorted texts instead of dataset order
+    synthetic: bool = False  # random weights at the presets' shapes: latency only
+    teacher_preset: str = "ernie-1.0-base"
+    student_preset: str = "ernie-tiny"
+    teacher_tokenizer: Path | None = None  # synthetic: a char vocab folder (default: built from the dev texts)
+    student_tokenizer: Path | None = None  # synthetic: a subword tokenizer folder (required)
+    char_length_student: bool = True  # also time the student on the teacher's char sequences
+    work_dir: Path | None = None  # where onnxruntime exports go (default: a temp folder)
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", Device(self.device))
+        object.__setattr__(self, "backends", tuple(dict.fromkeys(Backend(b) for b in self.backends)))
+        if not self.tasks:
+            raise ValueError("give at least one --task")
+        if len(self.data_dirs) != len(self.tasks):
+            raise ValueError(f"{len(self.data_dirs)} data folders for {len(self.tasks)} tasks")
+        if not self.synthetic and (len(self.teachers) != len(self.tasks) or len(self.students) != len(self.tasks)):
+            raise ValueError(f"give one --teacher and one --student checkpoint per task ({len(self.tasks)} tasks), "
+                             f"got {len(self.teachers)} and {len(self.students)}; or use --synthetic")
+        for name in ("max_len", "batch_size", "runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.backends:
+            raise ValueError("give at least one --backend")
+        if self.synthetic and len(self.tasks) > 1:
+            raise ValueError("--synthetic times one task (random weights have no accuracy to average)")
+
+
+@dataclass
+class VariantResult:
+    name: str
+    role: str
+    backend: str
+    precision: str
+    input_kind: str  # "own" tokenizer or "char-length"
+    preset: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
+    latency: LatencyStats | None = None
+    speedup: float | None = None  # reference teacher latency / this latency
+    speedup_same_backend: float | None = None  # same-backend, same-precision-family teacher / this
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.role, self.backend, self.precision, self.input_kind
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    environment: dict
+    variants: list[VariantResult]
+    latency_task: str
+    latency_source: str  # which texts were timed
+    parity: dict[str, dict] = field(default_factory=dict)  # export name -> ParityReport dict
+    reference: str = ""  # the variant the Latency column's "(1x)" is
+
+
+@dataclass
+class ModelPair:
+    """A task's teacher and student models with their tokenizers."""
+
+    teacher: nn.Module
+    student: nn.Module
+    teacher_tokenizer: Tokenizer
+    student_tokenizer: Tokenizer
+    teacher_preset: str
+    student_preset: str
+    labels: list[str]
+
+
+FOLDER_ALIASES = {"chnsenticorp": ("chnsenticorp_htl",)}  # the shared data's folder for the hotel reviews
+MARKER_FILES = {"data": "dev.tsv", "teacher": "config.json", "student": "config.json"}
+
+
+def resolve_per_task(paths: list[Path], tasks: list[str], what: str) -> list[Path | None]:
+    """One folder per task (``what``: data, teacher or student), given one per task or one root for all.
+
+    A folder holding the marker file (``dev.tsv`` / ``config.json``) is taken as it is;
+    otherwise its sub-folder named after the task: ``--task lcqmc --task chnsenticorp
+    --data-dir ../shared/data`` finds ``lcqmc/`` and ``chnsenticorp_htl/``.
+    """
+    if not paths:
+        return [None] * len(tasks)
+    if len(paths) not in (1, len(tasks)):
+        raise BenchError(f"{len(paths)} {what} paths for {len(tasks)} tasks: give one per task or one root folder")
+    roots = list(paths) if len(paths) == len(tasks) else list(paths) * len(tasks)
+    return [find_task_folder(Path(root), task, what) for root, task in zip(roots, tasks)]
+
+
+def find_task_folder(root: Path, task: str, what: str) -> Path:
+    marker = MARKER_FILES[what]
+    if (root / marker).is_file():
+        return root
+    names = (task, task.replace("-", "_")) + FOLDER_ALIASES.get(task, ())
+    found = next((root / name for name in names if (root / name / marker).is_file()), None)
+    if found is None:
+        raise BenchError(f"{root}: no {marker} there, nor in a {what} sub-folder for task {task} "
+                         f"(looked for {', '.join(names)})")
+    return found
+
+
+def check_device(config: BenchConfig) -> torch.device:
+    """The torch device; raises :class:`DeviceUnavailableError` (one line) when CUDA is asked for but absent."""
+    if config.device is Device.cuda:
+        if Backend.torch in config.backends and not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU "
+                                         "(CPU-only build or no driver); use --device cpu")
+        if Backend.onnxruntime in config.backends:
+            providers_for(Device.cuda)
+    return torch.device(config.device.value)
+
+
+def load_checkpoint_for(path: Path, task: TaskSpec, role: str) -> LoadedCheckpoint:
+    loaded = load_pretrained(path)
+    if loaded.meta.head is not task.head:
+        raise BenchError(f"{path}: {role} checkpoint has a {loaded.meta.head.value} head; task {task.name} "
+                         f"needs {task.head.value}")
+    num_labels = getattr(loaded.model, "num_labels", 0)
+    if task.kind is not TaskKind.ranking and num_labels != task.num_labels:
+        raise BenchError(f"{path}: {role} checkpoint has {num_labels} outputs; task {task.name} has "
+                         f"{task.num_labels} labels")
+    if loaded.tokenizer is None:
+        raise BenchError(f"{path}: {role} checkpoint holds no tokenizer files")
+    return loaded
+
+
+def synthetic_models(config: BenchConfig, task: TaskSpec, examples: list[Example]) -> ModelPair:
+    """Random weights at the presets' shapes, with the real tokenizers (the student's is required)."""
+    if config.student_tokenizer is None:
+        raise BenchError("--synthetic needs the student's subword tokenizer (--student-tokenizer DIR): "
+                         "the student's sequence lengths come from it, and there is no honest stand-in")
+    student_tokenizer = load_tokenizer(config.student_tokenizer)
+    if config.teacher_tokenizer is not None:
+        teacher_tokenizer = load_tokenizer(config.teacher_tokenizer)
+    else:  # a char vocab of the dev texts themselves: char-level lengths are what a char teacher sees
+        from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+
+        teacher_tokenizer = CharTokenizer.from_texts([t for e in examples for t in (e.text_a, e.text_b) if t])
+    models = []
+    for preset, tokenizer in ((config.teacher_preset, teacher_tokenizer), (config.student_preset, student_tokenizer)):
+        base = ErnieConfig.from_preset(preset)
+        model_config = replace(base, vocab_size=max(base.vocab_size, tokenizer.vocab_size))
+        torch.manual_seed(0)
+        models.append(build_model(model_config, task.head, task.num_labels).eval())
+    return ModelPair(models[0], models[1], teacher_tokenizer, student_tokenizer, config.teacher_preset,
+                     config.student_preset, list(task.labels))
+
+
+def checkpoint_models(teacher_dir: Path, student_dir: Path, task: TaskSpec) -> ModelPair:
+    teacher = load_checkpoint_for(teacher_dir, task, "teacher")
+    student = load_checkpoint_for(student_dir, task, "student")
+    return ModelPair(teacher.model.eval(), student.model.eval(), teacher.tokenizer, student.tokenizer,
+                     teacher.config.preset, student.config.preset, teacher.meta.labels or list(task.labels))
+
+
+def torch_infer(model: nn.Module, device: torch.device) -> InferFn:
+    """Arrays in, the head's outputs out (to host: that synchronises CUDA; so does the explicit sync)."""
+    def infer(arrays: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = {name: torch.from_numpy(value).to(device) for name, value in arrays.items()}
+        with torch.inference_mode():
+            logits = model(**inputs).logits
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return logits.float().cpu().numpy()
+    return infer
+
+
+def onnx_infer(session: ort.InferenceSession) -> InferFn:
+    feeds_names = [i.name for i in session.get_inputs()]
+
+    def infer(arrays: dict[str, np.ndarray]) -> np.ndarray:
+        return session.run(["logits"], {name: arrays[name] for name in feeds_names})[0]
+    return infer
+
+
+def evaluate_infer(task: TaskSpec, examples: list[Example], tokenizer: Tokenizer, infer: InferFn, max_len: int,
+                   batch_size: int) -> dict[str, float]:
+    """The task's metrics for one model variant over ``examples`` (dataset order, dynamic padding)."""
+    encoded = encode_examples(examples, tokenizer, max_len)
+    rows: list[np.ndarray] = []
+    for start in range(0, len(encoded), batch_size):
+        encodings = [item.encoding for item in encoded.items[start:start + batch_size]]
+        outputs = infer(pad_to_arrays(encodings, pad_id=tokenizer.pad_id))
+        for row, encoding in enumerate(encodings):
+            rows.append(outputs[row, :len(encoding)] if task.kind is TaskKind.ner else outputs[row])
+    return evaluate(task, predictions_from_outputs(task, rows, encoded, examples), examples)
+
+
+def student_precision(device: Device) -> Precision:
+    return Precision.fp16 if device is Device.cuda else Precision.int8
+
+
+def build_variants(config: BenchConfig, pair: ModelPair, task: TaskSpec, examples: list[Example],
+                   work_dir: Path, device: torch.device, parity: dict[str, dict]) -> list[Variant]:
+    """Every (model, backend, precision, input) to evaluate and time, exporting ONNX as needed."""
+    variants = []
+    if Backend.onnxruntime in config.backends:  # export before any model moves to a GPU
+        parity_examples = examples[:PARITY_EXAMPLES]
+        exports = [("teacher", pair.teacher, pair.teacher_tokenizer, Precision.fp32),
+                   ("student", pair.student, pair.student_tokenizer, Precision.fp32),
+                   ("student", pair.student, pair.student_tokenizer, student_precision(config.device))]
+        for role, model, tokenizer, precision in exports:
+            name = f"{task.name}-{role}-{precision.value}"
+            result = export_model(model, tokenizer, work_dir / name, ExportOptions(precision=precision),
+                                  parity_examples, parity_task=None if config.synthetic else task,
+                                  labels=pair.labels, model_task=task.name,
+                                  parity_source=f"{task.name} dev, first {len(parity_examples)}")
+            parity[name] = result.parity.to_dict() | {"fused_operators": result.fused_operators,
+                                                      "operator_counts": result.config.operator_counts}
+            session = make_session(result.directory / "model.onnx", device=config.device, threads=config.threads)
+            variants.append(make_variant(pair, role, Backend.onnxruntime, precision, onnx_infer(session)))
+    if Backend.torch in config.backends:
+        for role, model in (("teacher", pair.teacher), ("student", pair.student)):
+            model.to(device)
+            variants.append(make_variant(pair, role, Backend.torch, Precision.fp32, torch_infer(model, device)))
+    if config.char_length_student:
+        for variant in [v for v in variants if v.role == "student" and v.precision == "fp32"]:
+            variants.append(Variant(variant.name, "student", variant.backend, variant.precision,
+                                    pair.teacher_tokenizer, variant.infer, input_kind="char-length",
+                                    vocab_size=pair.student_tokenizer.vocab_size))
+    order = {Backend.torch.value: 0, Backend.onnxruntime.value: 1}
+    return sorted(variants, key=lambda v: (order[v.backend], v.role != "teacher", v.input_kind != "own"))
+
+
+def make_variant(pair: ModelPair, role: str, backend: Backend, precision: Precision, infer: InferFn) -> Variant:
+    tokenizer = pair.teacher_tokenizer if role == "teacher" else pair.student_tokenizer
+    preset = pair.teacher_preset if role == "teacher" else pair.student_preset
+    name = f"{preset} ({role})"
+    return Variant(name, role, backend.value, precision.value, tokenizer, infer)
+
+
+def variant_result(variant: Variant, pair: ModelPair) -> VariantResult:
+    preset = pair.teacher_preset if variant.role == "teacher" else pair.student_preset
+    return VariantResult(variant.name, variant.role, variant.backend, variant.precision, variant.input_kind, preset)
+
+
+def run_benchmark(config: BenchConfig, log: Callable[[str], None] = print) -> BenchResult:
+    """Accuracy on every task, latency on the first; see the module docstring."""
+    device = check_device(config)
+    load_at_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    config = replace(config, threads=torch.get_num_threads())  # onnxruntime gets the same intra-op thread count
+    try:
+        variants, parity, latency_source = measure(config, device, log)
+    finally:
+        torch.set_num_threads(threads_before)
+    reference = add_speedups(variants)
+    environment = describe_environment(config.device.value, config.threads) | {"load_average_start": load_at_start}
+    return BenchResult(config=config, environment=environment, variants=variants, latency_task=config.tasks[0],
+                       latency_source=latency_source, parity=parity, reference=reference)
+
+
+def measure(config: BenchConfig, device: torch.device,
+            log: Callable[[str], None]) -> tuple[list[VariantResult], dict[str, dict], str]:
+    """Per task: models, exports, accuracy of every variant; latency of every variant on the first task."""
+    results: dict[tuple, VariantResult] = {}
+    parity: dict[str, dict] = {}
+    latency_source = ""
+    with tempfile.TemporaryDirectory(prefix="ernie-tiny-bench-") as scratch:
+        work_dir = config.work_dir or Path(scratch)
+        for index, (task_name, data_dir) in enumerate(zip(config.tasks, config.data_dirs)):
+            task = get_task(task_name)
+            examples = load_split(task, data_dir, "dev")
+            log(f"{task.name}: {len(examples)} dev examples from {data_dir or 'embedded data'}")
+            pair = synthetic_models(config, task, examples) if config.synthetic else \
+                checkpoint_models(config.teachers[index], config.students[index], task)
+            variants = build_variants(config, pair, task, examples, work_dir, device, parity)
+            for variant in variants:
+                results.setdefault(variant_key(variant), variant_result(variant, pair))
+            if not config.synthetic:
+                scored = examples[:config.accuracy_examples] if config.accuracy_examples else examples
+                for variant in [v for v in variants if v.input_kind == "own"]:
+                    metrics = evaluate_infer(task, scored, variant.tokenizer, variant.infer, config.max_len,
+                                             config.batch_size)
+                    results[variant_key(variant)].metrics[task.name] = metrics
+                    log(f"  {variant.label}: {task.main_metric} {100 * metrics[task.main_metric]:.2f}")
+            if index == 0:
+                timed = examples[:config.latency_examples] if config.latency_examples else examples
+                latency_source = f"{task.name} dev, {'first ' if len(timed) < len(examples) else ''}" \
+                                 f"{len(timed)} of {len(examples)} texts"
+                log(f"timing {len(variants)} variants on {latency_source}, {config.runs} runs")
+                stats = time_variants(variants, [(e.text_a, e.text_b) for e in timed], config.batch_size,
+                                      config.max_len, config.runs, config.warmup_batches, config.sort_by_length,
+                                      config.show_progress)
+                for variant in variants:
+                    results[variant_key(variant)].latency = stats[variant.label]
+            del pair, variants
+    return list(results.values()), parity, latency_source
+
+
+def variant_key(variant: Variant) -> tuple[str, str, str, str]:
+    return variant.role, variant.backend, variant.precision, variant.input_kind
+
+
+def add_speedups(variants: list[VariantResult]) -> str:
+    """Fill speed-ups vs the first backend's teacher (the reference) and vs each backend's own teacher."""
+    teachers = [v for v in variants if v.role == "teacher" and v.latency is not None]
+    if not teachers:
+        return ""
+    reference = teachers[0]
+    same_backend = {v.backend: v for v in teachers}
+    for variant in variants:
+        if variant.latency is None:
+            continue
+        variant.speedup = reference.latency.model_ms / variant.latency.model_ms
+        own = same_backend.get(variant.backend)
+        if own is not None:
+            variant.speedup_same_backend = own.latency.model_ms / variant.latency.model_ms
+    return f"{reference.name} [{reference.backend} {reference.precision}]"
+
+
+def parity_summary(parity: dict[str, dict]) -> list[str]:
+    """One line per export: its parity numbers, fused operators and quantised operators."""
+    fields = set(ParityReport.__dataclass_fields__)
+    lines = []
+    for name, report in parity.items():
+        line = f"{name}: {ParityReport(**{k: v for k, v in report.items() if k in fields}).summary()}"
+        fused = ", ".join(f"{op} {n}" for op, n in report.get("fused_operators", {}).items())
+        quantized = ", ".join(f"{op} {n}" for op, n in report.get("operator_counts", {}).items()
+                              if op in ("QAttention", "MatMulInteger", "QEmbedLayerNormalization"))
+        lines.append(line + (f"; fused: {fused}" if fused else "") + (f"; int8 ops: {quantized}" if quantized else ""))
+    return lines

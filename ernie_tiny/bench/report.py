@@ -1,0 +1,159 @@
+"""Write a benchmark result as the ERNIE-tiny markdown table, JSON and a PNG bar chart.
+
+    | model | backend | LCQMC | ChnSentiCorp | Average | Latency | same-backend speed-up | ...
+    | ernie-1.0-base (teacher) | torch fp32 | 87.9 | 95.5 | 91.70 | 633 ms (1x) | 1x | ...
+
+Metrics are x100 (accuracy, entity F1, ranking MRR/F1 as "mrr/f1"); Average is the mean
+of the tasks' main metrics. Latency is the mean model time per batch; the speed-up in
+brackets is against the reference (the first backend's teacher).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ernie_tiny.bench.benchmark import BenchResult, VariantResult, parity_summary
+from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_text
+from ernie_tiny.tasks import TaskKind, get_task
+
+TASK_TITLES = {"xnli": "XNLI", "lcqmc": "LCQMC", "chnsenticorp": "ChnSentiCorp", "nlpcc-dbqa": "NLPCC-DBQA",
+               "msra-ner": "MSRA-NER", "reviews": "Reviews"}
+
+
+def metric_cell(task_name: str, metrics: dict[str, float] | None) -> str:
+    if not metrics:
+        return "—"
+    task = get_task(task_name)
+    if task.kind is TaskKind.ranking:
+        return f"{100 * metrics['mrr']:.1f}/{100 * metrics['f1']:.1f}"
+    return f"{100 * metrics[task.main_metric]:.1f}"
+
+
+def average(result: BenchResult, variant: VariantResult) -> float | None:
+    """Mean of the main metrics, x100; None unless every task was scored."""
+    values = [variant.metrics.get(t, {}).get(get_task(t).main_metric) for t in result.config.tasks]
+    return None if not values or None in values else 100 * sum(values) / len(values)
+
+
+def format_ms(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def row_name(variant: VariantResult) -> str:
+    return variant.name + (", char-length input" if variant.input_kind == "char-length" else "")
+
+
+def markdown_table(result: BenchResult) -> str:
+    tasks = result.config.tasks
+    header = ["model", "backend"] + [TASK_TITLES.get(t, t) for t in tasks] + [
+        "Average", "Latency", "same-backend speed-up", "tokens/text", "tokenization", "end-to-end"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant in result.variants:
+        avg = average(result, variant)
+        latency = variant.latency
+        cells = [row_name(variant), f"{variant.backend} {variant.precision}"]
+        cells += [metric_cell(t, variant.metrics.get(t)) for t in tasks]
+        cells.append(f"{avg:.2f}" if avg is not None else "—")
+        if latency is None:
+            cells += ["—"] * 5
+        else:
+            cells += [f"{format_ms(latency.model_ms)} ({variant.speedup:.1f}x)",
+                      f"{variant.speedup_same_backend:.1f}x" if variant.speedup_same_backend else "—",
+                      f"{latency.mean_tokens:.1f}", format_ms(latency.tokenize_ms), format_ms(latency.end_to_end_ms)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def caption(result: BenchResult) -> str:
+    config, env = result.config, result.environment
+    first = next((v.latency for v in result.variants if v.latency is not None), None)
+    order = "length-sorted batches" if config.sort_by_length else "dataset order"
+    weights = "random weights at the presets' shapes (--synthetic), so no accuracy" if config.synthetic \
+        else "fine-tuned checkpoints"
+    lines = [
+        f"({env['device_name']}, {config.device.value}; {result.latency_source}; maxlen {config.max_len}, "
+        f"batch {config.batch_size}, {order}, padded to each batch's longest; "
+        f"mean of {config.runs} run{'s' if config.runs > 1 else ''} after {config.warmup_batches} warm-up batches; "
+        f"torch threads = onnxruntime intra-op threads = {env['torch_threads']}.)",
+        "",
+        f"- Latency: mean model time per batch (inputs to device, forward, outputs to host); "
+        f"(Nx) = speed-up over {result.reference}. Tokenization and end-to-end are per batch too.",
+        f"- Models: {weights}." + ("" if config.synthetic else " Accuracy columns: dev set"
+                                   + (f", first {config.accuracy_examples} examples" if config.accuracy_examples
+                                      else "") + ", x100 (ranking: MRR/F1)."),
+        f"- Measured {env['measured_at']} with ernie-tiny {env['ernie_tiny']}, torch {env['torch']}, "
+        f"onnxruntime {env['onnxruntime']}; load average before/after: {env.get('load_average_start')} / "
+        f"{env['load_average_1_5_15']}.",
+        f"- Command: `{env['command']}`",
+    ]
+    if first is not None:
+        lines.append(f"- p50/p95 over runs and per batch, and the spread, are in bench.json.")
+    lines += [f"- Parity {line}" for line in parity_summary(result.parity)]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(result: BenchResult) -> dict:
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result.config).items()}
+    config = {k: ([str(x) if isinstance(x, Path) else x for x in v] if isinstance(v, tuple) else v)
+              for k, v in config.items()}
+    return {"table": markdown_table(result), "config": config, "environment": result.environment,
+            "latency_task": result.latency_task, "latency_source": result.latency_source,
+            "reference": result.reference,
+            "variants": [asdict(v) | {"average": average(result, v)} for v in result.variants],
+            "parity": result.parity}
+
+
+def bar_chart(result: BenchResult) -> bytes:
+    """PNG: latency per variant (left) and each task's main metric per variant (right)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [v for v in result.variants if v.latency is not None]
+    scored = [v for v in result.variants if v.metrics]
+    panels = 1 + bool(scored)
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.6 * max(len(timed), 3) + 1.8), squeeze=False)
+    ax = axes[0][0]
+    labels = [f"{row_name(v)}\n{v.backend} {v.precision}" for v in timed]
+    values = [v.latency.model_ms for v in timed]
+    bars = ax.barh(range(len(timed)), values, color=["#c0504d" if v.role == "teacher" else "#4f81bd" for v in timed])
+    for bar, variant in zip(bars, timed):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {variant.speedup:.1f}x", va="center")
+    ax.set_yticks(range(len(timed)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per batch of {result.config.batch_size} (mean of {result.config.runs} runs)")
+    ax.set_title(f"Latency, {result.latency_source}", fontsize=9)
+    if scored:
+        ax = axes[0][1]
+        tasks = list(result.config.tasks)
+        width = 0.8 / len(scored)
+        for i, variant in enumerate(scored):
+            heights = [100 * variant.metrics.get(t, {}).get(get_task(t).main_metric, 0.0) for t in tasks]
+            ax.bar([x + i * width for x in range(len(tasks))], heights, width,
+                   label=f"{row_name(variant)} {variant.backend} {variant.precision}")
+        ax.set_xticks([x + width * (len(scored) - 1) / 2 for x in range(len(tasks))],
+                      [TASK_TITLES.get(t, t) for t in tasks])
+        ax.set_ylabel("dev main metric x100")
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title("Accuracy", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(result: BenchResult, out_dir: str | Path) -> dict[str, Path]:
+    """``bench.md`` (table + caption), ``bench.json`` and ``bench.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    paths = {"markdown": out_dir / "bench.md", "json": out_dir / "bench.json", "png": out_dir / "bench.png"}
+    atomic_write_text(paths["markdown"], markdown_table(result) + "\n" + caption(result))
+    atomic_write_text(paths["json"], json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
+    atomic_write_bytes(paths["png"], bar_chart(result))
+    return paths

@@ -1,0 +1,39 @@
+"""``ernie-tiny``: the command line. Each command is a thin typer function in ``ernie_tiny.commands``.
+
+    ernie-tiny quickstart                      the whole pipeline on the embedded default
+    ernie-tiny segment train|encode|stats      jieba + sentencepiece student tokenizer
+    ernie-tiny teacher convert|finetune        teacher checkpoints
+    ernie-tiny augment                         ERNIE Slim / teacher-MLM data augmentation
+    ernie-tiny distill / distill-general       char teacher -> subword student
+    ernie-tiny export / predict                ONNX Runtime deployment
+    ernie-tiny bench                           latency / accuracy table at maxlen 128
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ernie_tiny.commands.augment import augment
+from ernie_tiny.commands.bench import bench
+from ernie_tiny.commands.distill import distill, distill_general
+from ernie_tiny.commands.export import export
+from ernie_tiny.commands.finetune import finetune
+from ernie_tiny.commands.predict import predict
+from ernie_tiny.commands.quickstart import quickstart
+from ernie_tiny.commands.segment import segment_app
+from ernie_tiny.commands.teacher import teacher_app
+
+app = typer.Typer(help="Distil a 12-layer char-level ERNIE teacher into the fast 3-layer subword ERNIE-tiny student.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+teacher_app.command("finetune")(finetune)
+app.add_typer(teacher_app, name="teacher")
+app.add_typer(segment_app, name="segment")
+app.command("quickstart")(quickstart)
+app.command("augment")(augment)
+app.command("distill")(distill)
+app.command("distill-general")(distill_general)
+app.command("export")(export)
+app.command("predict")(predict)
+app.command("bench")(bench)
+
+

@@ -1,0 +1,80 @@
+"""``ernie-tiny bench``: the CLI over :mod:`ernie_tiny.bench.benchmark` and :mod:`ernie_tiny.bench.report`.
+
+torch is imported inside the command, so that loading the CLI for ``ernie-tiny predict`` stays torch-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ernie_tiny.bench.latency import Backend
+from ernie_tiny.bench.onnx_session import Device, DeviceUnavailableError
+
+
+def bench(
+    task: Annotated[list[str], typer.Option("--task", help="Task(s); several give the Average column.")],
+    teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint per task, or one "
+                                                          "folder with a sub-folder per task.")] = None,
+    student: Annotated[Optional[list[Path]], typer.Option("--student", help="Student checkpoint per task, or one "
+                                                          "folder with a sub-folder per task.")] = None,
+    data_dir: Annotated[Optional[list[Path]], typer.Option("--data-dir", help="dev.tsv folder per task, or one "
+                                                           "root holding them (e.g. ../shared/data).")] = None,
+    device: Annotated[Device, typer.Option(help="cpu or cuda.")] = Device.cpu,
+    backend: Annotated[Optional[list[Backend]], typer.Option("--backend", help="torch and/or onnxruntime "
+                                                             "(repeat for both) (default: torch).")] = None,
+    max_len: Annotated[int, typer.Option(help="Truncation, in each model's own tokens.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 8,
+    runs: Annotated[int, typer.Option(help="Timed passes over the texts.")] = 10,
+    warmup_batches: Annotated[int, typer.Option(help="Untimed batches per variant first.")] = 3,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads = onnxruntime intra-op threads "
+                                                        "(default: torch's).")] = None,
+    latency_examples: Annotated[Optional[int], typer.Option(help="Time the first N dev texts (default: all).")] = None,
+    accuracy_examples: Annotated[Optional[int], typer.Option(help="Score the first N dev examples "
+                                                                  "(default: all).")] = None,
+    sort_by_length: Annotated[bool, typer.Option("--sort-by-length", help="Batch length-sorted texts "
+                                                 "(less padding) instead of dataset order.")] = False,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Random weights at the preset shapes, real dev "
+                                            "texts: latency without checkpoints.")] = False,
+    teacher_preset: Annotated[str, typer.Option(help="--synthetic teacher shape.")] = "ernie-1.0-base",
+    student_preset: Annotated[str, typer.Option(help="--synthetic student shape.")] = "ernie-tiny",
+    teacher_tokenizer: Annotated[Optional[Path], typer.Option(help="--synthetic: char vocab folder "
+                                                              "(default: built from the dev texts).")] = None,
+    student_tokenizer: Annotated[Optional[Path], typer.Option(help="--synthetic: the student's subword "
+                                                              "tokenizer folder (required).")] = None,
+    char_length: Annotated[bool, typer.Option("--char-length/--no-char-length", help="Also time the student on "
+                                              "the teacher's char sequences.")] = True,
+    work_dir: Annotated[Optional[Path], typer.Option(help="Keep the ONNX exports here (default: temp).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="bench.md, bench.json, bench.png go here.")] = Path("runs/bench"),
+) -> None:
+    """Dev accuracy and latency of teacher vs student: the ERNIE-tiny table, measured here.
+
+    Example: ernie-tiny bench --synthetic --task lcqmc --data-dir ../shared/data/lcqmc --student-tokenizer runs/subword --backend torch --backend onnxruntime --runs 10
+    """
+    console = Console()
+    try:
+        from ernie_tiny.bench.benchmark import BenchConfig, BenchError, resolve_per_task, run_benchmark
+        from ernie_tiny.bench.report import caption, markdown_table, write_report
+
+        tasks = list(task)
+        config = BenchConfig(
+            tasks=tuple(tasks), data_dirs=tuple(resolve_per_task(data_dir or [], tasks, "data")),
+            teachers=() if synthetic else tuple(resolve_per_task(teacher or [], tasks, "teacher")),
+            students=() if synthetic else tuple(resolve_per_task(student or [], tasks, "student")),
+            device=device, backends=tuple(backend or [Backend.torch]), max_len=max_len, batch_size=batch_size,
+            runs=runs, warmup_batches=warmup_batches, threads=threads, latency_examples=latency_examples,
+            accuracy_examples=accuracy_examples, sort_by_length=sort_by_length, synthetic=synthetic,
+            teacher_preset=teacher_preset, student_preset=student_preset, teacher_tokenizer=teacher_tokenizer,
+            student_tokenizer=student_tokenizer, char_length_student=char_length, work_dir=work_dir)
+        if not synthetic and None in config.teachers + config.students:
+            raise BenchError("give --teacher and --student checkpoints (one per task), or --synthetic")
+        result = run_benchmark(config, log=lambda line: console.print(line, highlight=False))
+    except (ValueError, FileNotFoundError, DeviceUnavailableError) as err:  # ExportError, BenchError are ValueErrors
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    paths = write_report(result, out)
+    console.print(markdown_table(result) + "\n" + caption(result), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)

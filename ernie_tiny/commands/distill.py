@@ -1,0 +1,165 @@
+"""``ernie-tiny distill`` and ``ernie-tiny distill-general``: the CLI over :mod:`ernie_tiny.distill`.
+
+Both run unchanged under ``torchrun --nproc_per_node N`` (one process per GPU, or N CPU
+processes with gloo); only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+from rich.console import Console
+
+from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
+from ernie_tiny.distill.general import distill_general as run_general
+from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
+from ernie_tiny.distill.train import distill as run_distill
+from ernie_tiny.model import PRESETS
+from ernie_tiny.subword import DEFAULT_VOCAB_SIZE
+from ernie_tiny.tasks import TASKS
+from ernie_tiny.teacher.finetune import TrainingDivergedError
+
+TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
+
+Teacher = Annotated[Path, typer.Option("--teacher", help="Teacher checkpoint folder (ernie-tiny, Hugging Face or Paddle).")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder: best/, last.pt, metrics.json, loss_curve.png.")]
+StudentPreset = Annotated[Optional[PresetName], typer.Option(
+    help="Student size [default: student-small on CPU, ernie-tiny on CUDA].")]
+StudentInit = Annotated[Optional[Path], typer.Option(help="Start the student from this checkpoint "
+                                                          "(e.g. a distill-general result).")]
+StudentTokenizer = Annotated[Optional[str], typer.Option(
+    help="Student tokenizer folder, or 'char' for the teacher's own (no alignment) [default: the init "
+         "checkpoint's, else the embedded-corpus subword tokenizer, trained once and cached].")]
+VocabSize = Annotated[int, typer.Option(help="Vocabulary of the default subword tokenizer.")]
+LayerMapOption = Annotated[str, typer.Option("--layer-map", help="Layer map preset (tinybert-12to3, uniform, "
+                                                                 "last-only) or a JSON list of matches.")]
+AttentionLoss = Annotated[AttentionLossKind, typer.Option(help="Attention loss across tokenizers.")]
+Lr = Annotated[float, typer.Option(help="Peak learning rate.")]
+BatchSize = Annotated[int, typer.Option(help="Examples per step and process.")]
+MaxLen = Annotated[int, typer.Option(help="Tokens per example; longer texts are truncated.")]
+Seed = Annotated[int, typer.Option(help="Seed of init, data order, augmentation and dropout.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")]
+Device = Annotated[Optional[str], typer.Option(help="torch device [default: cuda if available, else cpu].")]
+Threads = Annotated[Optional[int], typer.Option(help="torch CPU threads [default: torch's].")]
+
+
+def fail(console: Console, err: Exception) -> None:
+    console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def distill(
+    teacher: Teacher,
+    out: Out,
+    task: Annotated[TaskName, typer.Option(help="Task; 'reviews' needs no --data-dir.")] = TaskName("reviews"),
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv, dev.tsv, test.tsv.")] = None,
+    stage: Annotated[Stage, typer.Option(help="intermediate (layers), prediction (logits) or both.")] = Stage.both,
+    student_preset: StudentPreset = None,
+    student_init: StudentInit = None,
+    student_tokenizer: StudentTokenizer = None,
+    vocab_size: VocabSize = DEFAULT_VOCAB_SIZE,
+    augment: Annotated[int, typer.Option(help="Augmented copies per training example, labelled by the teacher.")] = 0,
+    augment_cache_dir: Annotated[Optional[Path], typer.Option(help="Keep jieba POS tags here for re-runs.")] = None,
+    layer_map: LayerMapOption = "tinybert-12to3",
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the soft targets.")] = 1.0,
+    soft_weight: Annotated[float, typer.Option(help="Weight of the soft cross-entropy (0: labels only).")] = 1.0,
+    hard_weight: Annotated[float, typer.Option(help="Weight of the gold-label cross-entropy.")] = 0.0,
+    hidden_weight: Annotated[float, typer.Option(help="Weight of each hidden-state MSE.")] = 1.0,
+    attention_weight: Annotated[float, typer.Option(help="Weight of each attention loss.")] = 1.0,
+    embedding_weight: Annotated[float, typer.Option(help="Weight of the embedding MSE.")] = 1.0,
+    attention_loss: AttentionLoss = AttentionLossKind.kl,
+    steps_intermediate: Annotated[int, typer.Option(help="Steps of the intermediate stage.")] = 300,
+    steps_prediction: Annotated[int, typer.Option(help="Steps of the prediction stage.")] = 300,
+    lr: Lr = 5e-4,
+    lr_prediction: Annotated[Optional[float], typer.Option(help="Peak lr of the prediction stage [default: --lr].")] = None,
+    batch_size: BatchSize = 32,
+    max_len: MaxLen = 128,
+    eval_every: Annotated[int, typer.Option(help="Steps between dev evaluations (prediction stage).")] = 100,
+    save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves [default: eval-every].")] = None,
+    log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
+    no_teacher_cache: Annotated[bool, typer.Option("--no-teacher-cache", help="Run the teacher on every batch.")] = False,
+    seed: Seed = 42,
+    resume: Resume = False,
+    device: Device = None,
+    threads: Threads = None,
+) -> None:
+    """Distil a fine-tuned char teacher into the subword student (TinyBERT's two stages).
+
+    Example: ernie-tiny distill --teacher runs/teacher/best --task chnsenticorp --data-dir ../shared/data/chnsenticorp_htl --augment 2 --out runs/student
+    """
+    console = Console()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        weights = DistillLossWeights(embedding=embedding_weight, hidden=hidden_weight, attention=attention_weight,
+                                     soft=soft_weight, hard=hard_weight, temperature=temperature)
+        config = DistillConfig(
+            teacher=str(teacher), task=task.value, out_dir=str(out), data_dir=str(data_dir) if data_dir else None,
+            stage=stage, student_preset=student_preset.value if student_preset else None,
+            student_init=str(student_init) if student_init else None, student_tokenizer=student_tokenizer,
+            subword_vocab_size=vocab_size, layer_map=layer_map, loss_weights=weights, attention_loss=attention_loss,
+            steps_intermediate=steps_intermediate, steps_prediction=steps_prediction, lr=lr,
+            lr_prediction=lr_prediction, batch_size=batch_size, max_len=max_len, augment=augment,
+            augment_cache_dir=str(augment_cache_dir) if augment_cache_dir else None, limit=limit, seed=seed,
+            eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every,
+            cache_teacher=not no_teacher_cache, device=device, resume=resume)
+        console.print(f"student preset: {config.student_preset or 'default for the device'}; stages "
+                      f"{', '.join(s.value for s in config.stage.stages())}")
+        run_distill(config, console)
+    except (ValueError, FileNotFoundError, TrainingDivergedError) as err:
+        fail(console, err)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with --resume (state in {out / 'last.pt'})")
+        raise typer.Exit(130) from None
+
+
+def distill_general(
+    teacher: Teacher,
+    out: Out,
+    corpus: Annotated[Optional[Path], typer.Option(help="UTF-8 text file, one text per line [default: the embedded "
+                                                        "People's Daily + review corpus].")] = None,
+    max_texts: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
+    student_preset: StudentPreset = None,
+    student_init: StudentInit = None,
+    student_tokenizer: StudentTokenizer = None,
+    vocab_size: VocabSize = DEFAULT_VOCAB_SIZE,
+    layer_map: LayerMapOption = "tinybert-12to3",
+    attention_loss: AttentionLoss = AttentionLossKind.kl,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    lr: Lr = 5e-4,
+    batch_size: BatchSize = 32,
+    max_len: MaxLen = 128,
+    save_every: Annotated[int, typer.Option(help="Steps between last.pt saves.")] = 200,
+    log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
+    seed: Seed = 42,
+    resume: Resume = False,
+    device: Device = None,
+    threads: Threads = None,
+) -> None:
+    """General distillation on unlabelled text: a task-agnostic student to use as --student-init.
+
+    Example: ernie-tiny distill-general --teacher runs/teacher/best --steps 2000 --out runs/general
+    """
+    console = Console()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        config = GeneralDistillConfig(
+            teacher=str(teacher), out_dir=str(out), corpus=str(corpus) if corpus else None, max_texts=max_texts,
+            student_preset=student_preset.value if student_preset else None,
+            student_init=str(student_init) if student_init else None, student_tokenizer=student_tokenizer,
+            subword_vocab_size=vocab_size, layer_map=layer_map, attention_loss=attention_loss, steps=steps, lr=lr,
+            batch_size=batch_size, max_len=max_len, save_every=save_every, log_every=log_every, seed=seed,
+            device=device, resume=resume)
+        run_general(config, console)
+    except (ValueError, FileNotFoundError, TrainingDivergedError) as err:
+        fail(console, err)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with --resume (state in {out / 'last.pt'})")
+        raise typer.Exit(130) from None

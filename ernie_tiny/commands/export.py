@@ -1,0 +1,83 @@
+"""``ernie-tiny export``: the CLI over :mod:`ernie_tiny.bench.export`.
+
+torch and the exporter are imported inside the command, so that loading the CLI for
+``ernie-tiny predict`` stays torch-free.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+
+
+class QuantizeMode(str, Enum):
+    int8 = "int8"
+
+
+def export(
+    model: Annotated[Path, typer.Option("--model", help="Checkpoint folder (config.json, model.safetensors, tokenizer).")],
+    out: Annotated[Path, typer.Option("--out", help="Export folder: model.onnx, onnx_config.json, parity.json, "
+                                                    "tokenizer files.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="Export format.")] = ExportFormat.onnx,
+    quantize: Annotated[Optional[QuantizeMode], typer.Option(help="int8: dynamic quantisation for CPU.")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Half precision for CUDA (checked on CPU when no GPU).")] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 14..20.")] = 17,
+    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize",
+                                           help="onnxruntime BERT fusions (needed for --quantize/--fp16).")] = True,
+    with_embeddings: Annotated[bool, typer.Option("--with-embeddings", help="Also output pooled_output and "
+                                                  "sequence_output.")] = False,
+    per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel.")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Task folder whose dev.tsv gives the parity texts "
+                                                          "(and labels for the accuracy change).")] = None,
+    task: Annotated[Optional[str], typer.Option(help="Task of --data-dir (default: the checkpoint's task).")] = None,
+    parity_file: Annotated[Optional[Path], typer.Option(help="Parity texts, one per line (TAB: text pair).")] = None,
+    parity_examples: Annotated[int, typer.Option(help="How many texts the parity check uses.")] = 256,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the checkpoint's).")] = None,
+    max_len: Annotated[int, typer.Option(help="Default truncation for predict.")] = 128,
+    tolerance: Annotated[float, typer.Option(help="fp32 parity: max |logit diff| allowed.")] = 1e-4,
+) -> None:
+    """Export a checkpoint to ONNX with dynamic batch/sequence axes, fused, optionally int8 or fp16.
+
+    Every export is checked against torch on real text (parity.json beside the model).
+
+    Example: ernie-tiny export --model runs/student --out exported/student-int8 --quantize int8 --data-dir ../shared/data/chnsenticorp_htl
+    """
+    console = Console()
+    try:
+        from ernie_tiny.bench.export import ExportOptions, export_checkpoint, parity_examples_for
+        from ernie_tiny.bench.onnx_session import Precision
+
+        if quantize is not None and fp16:
+            raise ValueError("--quantize int8 and --fp16 exclude each other: int8 is for CPU, fp16 for CUDA")
+        precision = Precision.int8 if quantize is not None else Precision.fp16 if fp16 else Precision.fp32
+        options = ExportOptions(precision=precision, opset=opset, optimize=optimize, with_embeddings=with_embeddings,
+                                per_channel=per_channel, max_len=max_len, tolerance=tolerance)
+        examples, parity_task, source = parity_examples_for(model, data_dir, parity_file, task,
+                                                            limit=parity_examples or None)
+        console.print(f"exporting {model} ({precision.value}, opset {opset}); parity texts: {source}")
+        result = export_checkpoint(model, out, options, examples, parity_task=parity_task, tokenizer_dir=tokenizer,
+                                   parity_source=source)
+    except (ValueError, FileNotFoundError) as err:  # ExportError is a ValueError
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    fused = ", ".join(f"{name} {count}" for name, count in result.fused_operators.items()) or "none (--no-optimize)"
+    console.print(f"fused operators: {fused}", highlight=False)
+    missing = result.config.provenance.get("missing_fusions")
+    if missing:
+        console.print(f"[yellow]warning:[/yellow] fusions that did not fire: {', '.join(missing)}", highlight=False)
+    quantized = {k: v for k, v in result.config.operator_counts.items()
+                 if k in ("QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QEmbedLayerNormalization")}
+    if quantized:
+        console.print(f"quantised operators: {', '.join(f'{k} {v}' for k, v in quantized.items())}", highlight=False)
+    console.print(f"parity: {result.parity.summary()}", highlight=False)
+    if result.parity.metric is None and precision is not Precision.fp32:
+        console.print("no labelled texts of the model's task: give --data-dir for the accuracy change", highlight=False)
+    console.print(f"wrote {result.directory}", highlight=False)

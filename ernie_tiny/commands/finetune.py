@@ -1,0 +1,71 @@
+"""``ernie-tiny teacher finetune``: the CLI over :mod:`ernie_tiny.teacher.finetune`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+from rich.console import Console
+
+from ernie_tiny.model import PRESETS
+from ernie_tiny.tasks import TASKS
+from ernie_tiny.teacher.finetune import FinetuneConfig, TrainingDivergedError, default_lr, finetune as run_finetune
+from ernie_tiny.training import OptimConfig
+
+TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
+
+
+def finetune(
+    out: Annotated[Path, typer.Option("--out", help="Output folder: best/, last.pt, metrics.json, loss_curve.png.")],
+    task: Annotated[TaskName, typer.Option(help="Task; 'reviews' needs no --data-dir.")] = TaskName("reviews"),
+    preset: Annotated[Optional[PresetName], typer.Option(help="Random-init teacher of this preset.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint instead of --preset.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv, dev.tsv, test.tsv.")] = None,
+    max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 5e-4 with --preset, "
+                                                     "5e-5 with --init].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
+    max_len: Annotated[int, typer.Option(help="Tokens per example; longer texts are truncated.")] = 128,
+    eval_every: Annotated[int, typer.Option(help="Steps between dev evaluations.")] = 200,
+    save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves "
+                                                           "[default: eval-every].")] = None,
+    log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
+    warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps warming up.")] = 0.1,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of init, data order and dropout.")] = 42,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over although --out holds a run.")] = False,
+    vocab_from_train: Annotated[bool, typer.Option("--vocab-from-train", help="With --init: rebuild the char "
+                                                   "vocab from the train texts (known rows kept).")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
+    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads [default: torch's].")] = None,
+) -> None:
+    """Fine-tune a char-level teacher on a task and keep the best dev checkpoint.
+
+    Example: ernie-tiny teacher finetune --preset teacher-small --task reviews --max-len 64
+    --max-steps 300 --out runs/teacher
+    """
+    console = Console()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        optim = OptimConfig(lr=lr if lr is not None else default_lr(init is not None), weight_decay=weight_decay,
+                            warmup_ratio=warmup_ratio, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                            eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every)
+        config = FinetuneConfig(task=task.value, out_dir=str(out), preset=preset.value if preset else None,
+                                init=str(init) if init else None, data_dir=str(data_dir) if data_dir else None,
+                                max_len=max_len, vocab_from_train=vocab_from_train, device=device, resume=resume,
+                                overwrite=overwrite, limit=limit,
+                                optim=optim)
+        run_finetune(config, console)
+    except (ValueError, FileNotFoundError, TrainingDivergedError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with --resume (state in {out / 'last.pt'})")
+        raise typer.Exit(130) from None

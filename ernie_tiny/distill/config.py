@@ -1,0 +1,200 @@
+"""Typed, validated configs of a distillation run; each is saved in every checkpoint it produces.
+
+:class:`DistillConfig` is one task distillation (``ernie-tiny distill``): a fine-tuned
+char teacher supervises a subword student, in two TinyBERT stages (intermediate layers,
+then prediction layer). :class:`GeneralDistillConfig` is general distillation on
+unlabelled text (``ernie-tiny distill-general``): intermediate layers only, producing a
+task-agnostic student for ``--student-init``.
+
+Constructors only check values; nothing touches the disk. Defaults that depend on the
+machine (the student preset is ``student-small`` on CPU and ``ernie-tiny`` on CUDA) are
+resolved by :func:`resolve_student_preset` and printed by the run.
+
+Example::
+
+    config = DistillConfig(teacher="runs/teacher/best", task="chnsenticorp",
+                           data_dir="../shared/data/chnsenticorp_htl", out_dir="runs/student",
+                           steps_intermediate=300, steps_prediction=300, augment=2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ernie_tiny.distill.augment import AugmentConfig
+from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
+from ernie_tiny.model import PRESETS
+from ernie_tiny.subword import DEFAULT_VOCAB_SIZE
+from ernie_tiny.tasks import get_task
+
+CHAR_TOKENIZER = "char"  # --student-tokenizer char: the student reads the teacher's char tokens (no alignment)
+CPU_STUDENT_PRESET = "student-small"
+CUDA_STUDENT_PRESET = "ernie-tiny"
+
+
+class Stage(str, Enum):
+    intermediate = "intermediate"  # TinyBERT stage 1: embeddings, hidden states, attention
+    prediction = "prediction"  # TinyBERT stage 2: soft cross-entropy on the teacher's logits (+ hard labels)
+    both = "both"  # stage 1, then stage 2 from its result
+
+    def stages(self) -> tuple["Stage", ...]:
+        """The stages to run, in order."""
+        return (Stage.intermediate, Stage.prediction) if self is Stage.both else (self,)
+
+
+def resolve_student_preset(preset: str | None, device_type: str) -> str:
+    """The preset to build: the one given, else ``ernie-tiny`` on CUDA and ``student-small`` on CPU."""
+    if preset is not None:
+        return preset
+    return CUDA_STUDENT_PRESET if device_type == "cuda" else CPU_STUDENT_PRESET
+
+
+def check_positive(config: object, names: tuple[str, ...], minimum: int | float = 1) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def check_preset(preset: str | None) -> None:
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown student preset {preset!r}; known presets: {', '.join(PRESETS)}")
+
+
+@dataclass
+class DistillConfig:
+    teacher: str  # fine-tuned teacher: our checkpoint folder, a Hugging Face folder or a Paddle folder
+    task: str  # a name in ernie_tiny.tasks.TASKS
+    out_dir: str
+    data_dir: str | None = None  # folder of train/dev/test.tsv; None only for embedded tasks
+    stage: Stage = Stage.both
+    student_preset: str | None = None  # None: student-small on CPU, ernie-tiny on CUDA
+    student_init: str | None = None  # start from this checkpoint (general-distilled or any ernie-tiny one)
+    student_tokenizer: str | None = None  # folder; None: the init checkpoint's, else the embedded-corpus subword one; "char": the teacher's
+    subword_vocab_size: int = DEFAULT_VOCAB_SIZE  # vocabulary of the default subword tokenizer when it must be trained
+    layer_map: str = "tinybert-12to3"  # preset name or JSON list of matches (ernie_tiny.distill.layer_map)
+    loss_weights: DistillLossWeights = field(default_factory=lambda: DistillLossWeights(temperature=1.0))
+    attention_loss: AttentionLossKind = AttentionLossKind.kl  # kl works across tokenizers and head counts
+    per_layer_projection: bool = False  # TinyBERT shares one student->teacher projection across layers
+    steps_intermediate: int = 300
+    steps_prediction: int = 300
+    lr: float = 5e-4  # peak; the students start far from any optimum (random or general-distilled init)
+    lr_prediction: float | None = None  # stage 2 peak lr; None: same as lr
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    batch_size: int = 32  # per process under torchrun
+    eval_batch_size: int = 64
+    max_len: int = 128  # teacher (char) tokens; the student uses the same limit on its shorter sequences
+    augment: int = 0  # N augmented copies per training example (0: none), labelled by the teacher
+    augment_options: dict = field(default_factory=dict)  # more AugmentConfig fields, e.g. {"p_ngram": 0.1}
+    augment_cache_dir: str | None = None  # keep jieba POS tags of the texts here (re-runs skip tagging)
+    limit: int | None = None  # use only the first N examples of each split (quick runs, tests)
+    seed: int = 42
+    eval_every: int = 100
+    save_every: int = 100
+    log_every: int = 10
+    cache_teacher: bool = True  # keep teacher outputs across epochs when augmentation is off
+    teacher_cache_mb: int = 512  # hidden states/attention are cached only when they fit in this
+    device: str | None = None  # None: cuda when available, else cpu
+    resume: bool = False  # continue from out_dir/last.pt
+
+    def __post_init__(self) -> None:
+        self.stage = Stage(self.stage)
+        self.attention_loss = AttentionLossKind(self.attention_loss)
+        if isinstance(self.loss_weights, dict):
+            self.loss_weights = DistillLossWeights(**self.loss_weights)
+        task = get_task(self.task)
+        if self.data_dir is None and not task.embedded:
+            raise ValueError(f"task {task.name} needs --data-dir (a folder with train.tsv, dev.tsv, test.tsv)")
+        check_preset(self.student_preset)
+        check_positive(self, ("subword_vocab_size", "batch_size", "eval_batch_size", "eval_every", "save_every",
+                              "log_every", "limit", "teacher_cache_mb"))
+        check_positive(self, ("steps_intermediate", "steps_prediction", "augment"), minimum=0)
+        if self.max_len < 8:
+            raise ValueError(f"max_len must be >= 8, got {self.max_len}")
+        if Stage.intermediate in self.stage.stages() and self.steps_intermediate < 1:
+            raise ValueError("the intermediate stage needs --steps-intermediate >= 1")
+        if Stage.prediction in self.stage.stages() and self.steps_prediction < 1:
+            raise ValueError("the prediction stage needs --steps-prediction >= 1")
+        for name in ("lr", "lr_prediction"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+        if self.attention_loss is AttentionLossKind.score_mse and self.student_tokenizer != CHAR_TOKENIZER:
+            raise ValueError("attention loss score_mse compares raw scores position by position: it needs "
+                             "--student-tokenizer char (a shared tokenizer)")
+        if self.augment and self.loss_weights.soft == 0:
+            raise ValueError("augmented examples have no gold labels: --augment needs a soft-target weight > 0")
+        self.augment_config()  # raises on a bad augmentation option
+
+    def augment_config(self) -> AugmentConfig:
+        try:
+            return AugmentConfig(**{"num_aug": self.augment, "seed": self.seed, **self.augment_options})
+        except TypeError as err:  # an unknown option name
+            raise ValueError(f"augment options {self.augment_options}: {err}") from None
+
+    def stage_steps(self, stage: Stage) -> int:
+        return self.steps_intermediate if stage is Stage.intermediate else self.steps_prediction
+
+    def stage_lr(self, stage: Stage) -> float:
+        return self.lr_prediction if stage is Stage.prediction and self.lr_prediction is not None else self.lr
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DistillConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown DistillConfig fields: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class GeneralDistillConfig:
+    teacher: str  # any encoder checkpoint (its head is ignored)
+    out_dir: str
+    corpus: str | None = None  # UTF-8 text file, one text per line; None: the embedded People's Daily + reviews
+    max_texts: int | None = None  # use the first N texts of the corpus
+    student_preset: str | None = None  # None: student-small on CPU, ernie-tiny on CUDA
+    student_init: str | None = None  # continue from this checkpoint
+    student_tokenizer: str | None = None  # folder; None: the embedded-corpus subword tokenizer; "char": the teacher's
+    subword_vocab_size: int = DEFAULT_VOCAB_SIZE
+    layer_map: str = "tinybert-12to3"
+    loss_weights: DistillLossWeights = field(default_factory=DistillLossWeights)
+    attention_loss: AttentionLossKind = AttentionLossKind.kl
+    per_layer_projection: bool = False
+    steps: int = 1000
+    lr: float = 5e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    batch_size: int = 32
+    max_len: int = 128
+    seed: int = 42
+    save_every: int = 200
+    log_every: int = 10
+    device: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        self.attention_loss = AttentionLossKind(self.attention_loss)
+        if isinstance(self.loss_weights, dict):
+            self.loss_weights = DistillLossWeights(**self.loss_weights)
+        check_preset(self.student_preset)
+        check_positive(self, ("subword_vocab_size", "steps", "batch_size", "save_every", "log_every", "max_texts"))
+        if self.max_len < 8:
+            raise ValueError(f"max_len must be >= 8, got {self.max_len}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+        if self.attention_loss is AttentionLossKind.score_mse and self.student_tokenizer != CHAR_TOKENIZER:
+            raise ValueError("attention loss score_mse needs --student-tokenizer char (a shared tokenizer)")

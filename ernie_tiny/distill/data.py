@@ -1,0 +1,323 @@
+"""Distillation data: each text seen by both tokenizers, aligned once, batched together.
+
+    texts -> DistillItem(teacher Encoding (char), student Encoding (subword), Alignment, label)
+          -> collate_distill -> DistillBatch(teacher Batch, student Batch, AlignedBatch, labels)
+
+The alignment of an example never changes, so it is computed once when the items are
+built and only padded per batch. When the student reads the teacher's own char tokens
+(``--student-tokenizer char``, the no-alignment ablation) the two encodings are the same
+object and the alignment is the identity.
+
+:class:`TeacherCache` keeps the teacher's outputs per item across epochs: its logits
+always (a few floats), its hidden states and attention scores for the mapped layers only
+when they fit in a byte budget. The teacher runs in eval mode, so an item's outputs are
+the same every time it is seen (up to float rounding from different padding).
+
+Example::
+
+    items = build_items(pairs, labels, teacher_tokenizer, student_tokenizer, max_len=128)
+    batch = collate_distill(items[:32], teacher_tokenizer.pad_id, student_tokenizer.pad_id)
+    batch.aligned.pool.shape   # (32, S, T)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from ernie_tiny.batching import Batch, pad_encodings
+from ernie_tiny.distill.align import AlignedBatch, Alignment, build_alignment, collate_alignments, identity_alignment
+from ernie_tiny.distill.augment import augment_examples
+from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig
+from ernie_tiny.distill.distributed import DistributedContext, all_gather_objects, barrier
+from ernie_tiny.distill.layer_map import Feature, LayerMap
+from ernie_tiny.encoding import Encoding, Tokenizer
+from ernie_tiny.model import EncoderOutput, ErnieConfig
+from ernie_tiny.tasks import EncodedSplit, Example, TaskSpec, collate, encode_examples, evaluate, predictions_from_outputs
+from ernie_tiny.tokenizers import TOKENIZER_CONFIG, load_tokenizer
+from ernie_tiny.training import predict
+
+NO_LABEL = -100  # augmented and unlabelled texts: no gold label, the teacher's soft targets only
+
+
+@dataclass
+class DistillItem:
+    index: int  # position in the item list: the teacher-cache key
+    text_a: str
+    text_b: str | None
+    teacher: Encoding  # char tokens
+    student: Encoding  # subword tokens (the same object as ``teacher`` for a char student)
+    alignment: Alignment  # student token i <- teacher tokens alignment.teacher_start[i]:teacher_end[i]
+    label: int  # gold class, or NO_LABEL
+
+
+@dataclass
+class DistillBatch:
+    teacher: Batch  # (B, T) char inputs
+    student: Batch  # (B, S) subword inputs
+    aligned: AlignedBatch  # (B, S, T) pool/cover, (B, S) valid
+    labels: torch.Tensor  # (B,) gold classes, NO_LABEL where none
+    indices: list[int]  # item indices, for the teacher cache
+
+    def to(self, device: torch.device | str) -> "DistillBatch":
+        return DistillBatch(self.teacher.to(device), self.student.to(device), self.aligned.to(device),
+                            self.labels.to(device), self.indices)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels != NO_LABEL).any())
+
+
+def build_items(pairs: Sequence[tuple[str, str | None]], labels: Sequence[int], teacher_tokenizer: Tokenizer,
+                student_tokenizer: Tokenizer | None, max_len: int, start_index: int = 0) -> list[DistillItem]:
+    """Encode every pair with both tokenizers and align them; ``student_tokenizer=None`` shares the teacher's."""
+    if len(pairs) != len(labels):
+        raise ValueError(f"{len(pairs)} texts but {len(labels)} labels")
+    teacher_encodings = teacher_tokenizer.encode_batch(list(pairs), max_len=max_len)
+    shared = student_tokenizer is None
+    student_encodings = teacher_encodings if shared else student_tokenizer.encode_batch(list(pairs), max_len=max_len)
+    items = []
+    for offset, (pair, label, teacher, student) in enumerate(zip(pairs, labels, teacher_encodings, student_encodings)):
+        alignment = identity_alignment(teacher) if shared else build_alignment(student, teacher, texts=pair)
+        items.append(DistillItem(start_index + offset, pair[0], pair[1], teacher, student, alignment, int(label)))
+    return items
+
+
+def collate_distill(items: Sequence[DistillItem], teacher_pad_id: int, student_pad_id: int) -> DistillBatch:
+    """Pad both encodings to their batch's longest and the alignments to the same widths."""
+    teacher = pad_encodings([item.teacher for item in items], pad_id=teacher_pad_id)
+    student = pad_encodings([item.student for item in items], pad_id=student_pad_id)
+    aligned = collate_alignments([item.alignment for item in items], student_len=student.input_ids.shape[1],
+                                 teacher_len=teacher.input_ids.shape[1])
+    labels = torch.tensor([item.label for item in items], dtype=torch.long)  # (B,)
+    return DistillBatch(teacher, student, aligned, labels, [item.index for item in items])
+
+
+def alignment_coverage(items: Sequence[DistillItem]) -> float:
+    """Fraction of student tokens with a valid alignment (printed: low coverage weakens the intermediate losses)."""
+    total = sum(item.alignment.student_length for item in items)
+    return sum(int(item.alignment.valid.sum()) for item in items) / max(total, 1)
+
+
+# ---- teacher outputs, cached per item ------------------------------------------------------------
+
+@dataclass
+class TeacherTargets:
+    """What the losses need from the teacher for one batch."""
+
+    logits: torch.Tensor | None  # (B, C), or (B,) for a ranking head
+    encoder: EncoderOutput | None  # hidden_states / attention_scores; only the mapped layers are filled
+
+    def to(self, device: torch.device | str) -> "TeacherTargets":
+        def move(states: tuple | None) -> tuple | None:
+            return None if states is None else tuple(None if s is None else s.to(device) for s in states)
+
+        encoder = self.encoder
+        if encoder is not None:
+            encoder = EncoderOutput(None, None, move(encoder.hidden_states), move(encoder.attention_scores))
+        return TeacherTargets(None if self.logits is None else self.logits.to(device), encoder)
+
+
+def mapped_layers(layer_map: LayerMap) -> tuple[list[int], list[int]]:
+    """Teacher ``hidden_states`` indices and ``attention_scores`` indices the layer map reads."""
+    hidden = sorted({m.teacher_layer for m in layer_map if m.feature in (Feature.embeddings, Feature.hidden)})
+    attention = sorted({m.teacher_layer - 1 for m in layer_map if m.feature is Feature.attention})
+    return hidden, attention
+
+
+def feature_cache_bytes(lengths: Sequence[int], hidden_size: int, num_heads: int, num_hidden: int,
+                        num_attention: int, bytes_per_value: int = 4) -> int:
+    """Bytes to keep the mapped hidden states (T_i, H) and attention scores (h, T_i, T_i) of every item."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    values = lengths * hidden_size * num_hidden + num_heads * lengths**2 * num_attention
+    return int(values.sum()) * bytes_per_value
+
+
+class TeacherCache:
+    """Teacher logits (and, with ``keep_features``, mapped hidden states / attention scores) per item index.
+
+    Stored unpadded on the CPU; :meth:`lookup` pads them back to a batch's width.
+    """
+
+    def __init__(self, num_layers: int, hidden_layers: Sequence[int], attention_layers: Sequence[int],
+                 keep_features: bool):
+        self.num_layers = num_layers
+        self.hidden_layers = list(hidden_layers)
+        self.attention_layers = list(attention_layers)
+        self.keep_features = keep_features
+        self.logits: dict[int, torch.Tensor] = {}
+        self.hidden: dict[int, list[torch.Tensor]] = {}  # item -> one (T_i, H) per hidden layer
+        self.attention: dict[int, list[torch.Tensor]] = {}  # item -> one (h, T_i, T_i) per attention layer
+
+    def lookup(self, indices: Sequence[int], lengths: Sequence[int], width: int,
+               need_features: bool) -> TeacherTargets | None:
+        """The batch's targets if every item is cached (features too when ``need_features``), else None."""
+        if not all(i in self.logits for i in indices):
+            return None
+        logits = torch.stack([self.logits[i] for i in indices])
+        if not need_features:
+            return TeacherTargets(logits, None)
+        if not (self.keep_features and all(i in self.hidden for i in indices)):
+            return None
+        hidden_states: list[torch.Tensor | None] = [None] * (self.num_layers + 1)
+        for k, layer in enumerate(self.hidden_layers):
+            rows = [self.hidden[i][k] for i in indices]
+            padded = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])  # (B, T, H)
+            for row, (value, n) in enumerate(zip(rows, lengths)):
+                padded[row, :n] = value
+            hidden_states[layer] = padded
+        attention_scores: list[torch.Tensor | None] = [None] * self.num_layers
+        for k, layer in enumerate(self.attention_layers):
+            rows = [self.attention[i][k] for i in indices]
+            padded = rows[0].new_zeros(len(rows), rows[0].shape[0], width, width)  # (B, h, T, T)
+            for row, (value, n) in enumerate(zip(rows, lengths)):
+                padded[row, :, :n, :n] = value
+            attention_scores[layer] = padded
+        encoder = EncoderOutput(last_hidden_state=hidden_states[-1], pooled_output=None,
+                                hidden_states=tuple(hidden_states), attention_scores=tuple(attention_scores))
+        return TeacherTargets(logits, encoder)
+
+    def store(self, indices: Sequence[int], lengths: Sequence[int], targets: TeacherTargets) -> None:
+        """Keep each item's unpadded outputs (features only with ``keep_features`` and when present)."""
+        logits = targets.logits.detach().float().cpu()
+        encoder = targets.encoder
+        with_features = self.keep_features and encoder is not None and encoder.hidden_states is not None \
+            and (not self.attention_layers or encoder.attention_scores is not None)
+        if with_features:
+            hidden = [encoder.hidden_states[layer].detach().float().cpu() for layer in self.hidden_layers]
+            attention = [encoder.attention_scores[layer].detach().float().cpu() for layer in self.attention_layers]
+        for row, (index, n) in enumerate(zip(indices, lengths)):
+            self.logits[index] = logits[row].clone()
+            if with_features:
+                self.hidden[index] = [h[row, :n].clone() for h in hidden]
+                self.attention[index] = [a[row, :, :n, :n].clone() for a in attention]
+
+
+# ---- evaluation on dev/test, sharded over processes ----------------------------------------------
+
+class SplitEvaluator:
+    """Task metrics of a model on ``dev``/``test``; under torchrun each process predicts every N-th example.
+
+    Encodings are computed once per (tokenizer, split). Every process must call it (the
+    outputs are gathered), and every process gets the same metrics back.
+    """
+
+    def __init__(self, task: TaskSpec, examples: dict[str, list[Example]], max_len: int, batch_size: int,
+                 ctx: DistributedContext):
+        self.task, self.examples, self.max_len, self.batch_size, self.ctx = task, examples, max_len, batch_size, ctx
+        self._encoded: dict[tuple[int, str], EncodedSplit] = {}
+
+    def encoded(self, tokenizer: Tokenizer, split: str) -> EncodedSplit:
+        key = (id(tokenizer), split)
+        if key not in self._encoded:
+            self._encoded[key] = encode_examples(self.examples[split], tokenizer, self.max_len)
+        return self._encoded[key]
+
+    def __call__(self, model: nn.Module, tokenizer: Tokenizer, split: str) -> dict[str, float]:
+        encoded = self.encoded(tokenizer, split)
+        positions = list(range(self.ctx.rank, len(encoded.items), self.ctx.world_size))
+        collate_fn = partial(collate, self.task, pad_id=tokenizer.pad_id)
+        outputs = predict(model, [encoded.items[i] for i in positions], collate_fn, self.batch_size, self.ctx.device) \
+            if positions else []
+        ordered: list[np.ndarray | None] = [None] * len(encoded.items)
+        for part in all_gather_objects(list(zip(positions, outputs)), self.ctx):
+            for position, output in part:
+                ordered[position] = output
+        predictions = predictions_from_outputs(self.task, ordered, encoded, self.examples[split])
+        return evaluate(self.task, predictions, self.examples[split])
+
+
+# ---- which tokenizer the student reads ---------------------------------------------------------------
+
+def default_tokenizer_dir(vocab_size: int) -> Path:
+    """Where the embedded-corpus subword tokenizer is kept: ``$ERNIE_TINY_CACHE`` or ``~/.cache/ernie-tiny``."""
+    root = Path(os.environ.get("ERNIE_TINY_CACHE", Path.home() / ".cache" / "ernie-tiny"))
+    return root / f"subword-embedded-{vocab_size}"
+
+
+def default_subword_tokenizer(vocab_size: int, ctx: DistributedContext, console: Console) -> Tokenizer:
+    """The subword tokenizer trained on the embedded corpus (trained once by rank 0, then reused)."""
+    from ernie_tiny.corpus import embedded_corpus_texts
+    from ernie_tiny.subword import train_subword_tokenizer
+
+    directory = default_tokenizer_dir(vocab_size)
+    if ctx.is_main and not (directory / TOKENIZER_CONFIG).is_file():
+        console.print(f"training the default subword tokenizer ({vocab_size} pieces, embedded corpus) "
+                      f"into {directory}")
+        train_subword_tokenizer(embedded_corpus_texts(), directory, vocab_size)
+    barrier(ctx)
+    return load_tokenizer(directory)
+
+
+@dataclass
+class StudentTokenizer:
+    tokenizer: Tokenizer  # saved with the student
+    shared: bool  # True: the teacher's char tokenizer (identity alignment)
+    source: str  # one line for the run's summary
+
+
+def resolve_student_tokenizer(choice: str | None, init_tokenizer: Tokenizer | None, teacher_tokenizer: Tokenizer,
+                              vocab_size: int, ctx: DistributedContext, console: Console) -> StudentTokenizer:
+    """``"char"``: the teacher's; a folder: that one; None: the init checkpoint's, else the default subword one."""
+    if choice == CHAR_TOKENIZER:
+        return StudentTokenizer(teacher_tokenizer, True, "the teacher's char tokenizer (identity alignment)")
+    if choice is not None:
+        return StudentTokenizer(load_tokenizer(choice), False, f"{choice}")
+    if init_tokenizer is not None:
+        # Identity alignment only when it reads exactly the teacher's tokens; any other char
+        # vocabulary is aligned by span like a subword one.
+        shared = init_tokenizer.kind == "char" and getattr(init_tokenizer, "vocab", None) == getattr(
+            teacher_tokenizer, "vocab", None)
+        return StudentTokenizer(init_tokenizer, shared, "the --student-init checkpoint's")
+    tokenizer = default_subword_tokenizer(vocab_size, ctx, console)
+    return StudentTokenizer(tokenizer, False, f"embedded-corpus subword ({default_tokenizer_dir(vocab_size)})")
+
+
+# ---- the items and teacher cache of a task distillation run --------------------------------------
+
+def training_items(config: DistillConfig, train: list[Example], teacher_tokenizer: Tokenizer,
+                   student: StudentTokenizer, ctx: DistributedContext, console: Console) -> tuple[list[DistillItem], int]:
+    """Items of the train split, then of its augmented copies (no gold label); and how many were augmented."""
+    student_tokenizer = None if student.shared else student.tokenizer
+    console.print(f"encoding {len(train)} training examples with both tokenizers")
+    items = build_items([(e.text_a, e.text_b) for e in train], [e.label for e in train], teacher_tokenizer,
+                        student_tokenizer, config.max_len)
+    if not config.augment:
+        return items, 0
+    # Rank 0 tags first (and fills the POS cache); the others then read it instead of writing it too.
+    for turn in ([0, 1] if ctx.is_distributed else [0]):
+        if (turn == 0) == ctx.is_main:
+            augmented = augment_examples(train, config.augment_config(), cache_dir=config.augment_cache_dir)
+        barrier(ctx)
+    pairs = [a.pair for a in augmented]
+    console.print(f"encoding {len(pairs)} augmented examples")
+    items += build_items(pairs, [NO_LABEL] * len(pairs), teacher_tokenizer, student_tokenizer, config.max_len,
+                         start_index=len(items))
+    return items, len(pairs)
+
+
+def mean_tokens(items: list[DistillItem]) -> dict[str, float]:
+    """Mean sequence length (specials included) of the teacher's and the student's encodings."""
+    count = max(len(items), 1)
+    return {"teacher": round(sum(len(i.teacher) for i in items) / count, 2),
+            "student": round(sum(len(i.student) for i in items) / count, 2)}
+
+
+def teacher_cache(config: DistillConfig, teacher: ErnieConfig, layer_map: LayerMap,
+                  items: list[DistillItem]) -> TeacherCache | None:
+    if not config.cache_teacher:
+        return None
+    hidden, attention = mapped_layers(layer_map)
+    size = feature_cache_bytes([len(i.teacher) for i in items], teacher.hidden_size, teacher.num_heads,
+                               len(hidden), len(attention))
+    # Augmented copies are many and seen rarely: their hidden states are not worth the memory.
+    keep_features = config.augment == 0 and size <= config.teacher_cache_mb * 2**20
+    return TeacherCache(teacher.num_layers, hidden, attention, keep_features)

@@ -1,0 +1,138 @@
+"""General distillation: a task-agnostic student from unlabelled text (TinyBERT's first phase).
+
+Only the intermediate-layer losses (embeddings, hidden states, attention through the
+layer map) are used; the teacher can be any encoder checkpoint (its head is ignored),
+and the text is the embedded People's Daily + review corpus unless ``corpus`` names a
+file with one text per line. The loop is :func:`ernie_tiny.distill.train.run_stages`;
+only the items and the checkpoint written at the end differ from task distillation.
+
+The result, ``out_dir/student/`` (head ``encoder``, with its tokenizer), is a
+``--student-init`` for ``ernie-tiny distill``.
+
+Example::
+
+    config = GeneralDistillConfig(teacher="runs/teacher/best", out_dir="runs/general", steps=2000)
+    result = distill_general(config)
+    result.student_dir   # runs/general/student
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from ernie_tiny.checkpoint import load_pretrained
+from ernie_tiny.corpus import embedded_corpus_texts
+from ernie_tiny.distill.config import GeneralDistillConfig, Stage, resolve_student_preset
+from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items, resolve_student_tokenizer
+from ernie_tiny.distill.distributed import DistributedContext, barrier, init_distributed, shutdown_distributed
+from ernie_tiny.distill.layer_map import parse_layer_map
+from ernie_tiny.distill.projection import HiddenProjection
+from ernie_tiny.distill.train import (LAST_STATE, Amp, DistillObjective, LoopSettings, Session, StagePlan,
+                                      build_student, run_stages)
+from ernie_tiny.io_utils import atomic_write_json
+from ernie_tiny.model import ErnieConfig, HeadKind, encoder_of
+from ernie_tiny.teacher.loading import load_teacher
+from ernie_tiny.training import plain, plot_loss_curves, set_seed
+
+STUDENT_DIR = "student"
+
+
+@dataclass
+class GeneralDistillResult:
+    out_dir: Path
+    student_dir: Path
+    steps: int
+    texts: int
+    train_seconds: float
+
+
+def read_corpus(path: str | None, max_texts: int | None) -> list[str]:
+    """Non-empty stripped lines of ``path`` (UTF-8), or the embedded corpus; the first ``max_texts``."""
+    if path is None:
+        texts = embedded_corpus_texts()
+    else:
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such corpus file")
+        texts = []
+        for line_no, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
+            try:
+                texts.append(raw.decode("utf-8").strip())
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{line_no}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    texts = [t for t in texts if t][:max_texts]
+    if not texts:
+        raise ValueError(f"{path or 'embedded corpus'}: no non-empty lines")
+    return texts
+
+
+def distill_general(config: GeneralDistillConfig, console: Console | None = None,
+                    after_step: Callable[[int], None] | None = None) -> GeneralDistillResult:
+    """Train a task-agnostic student on the intermediate-layer losses; writes ``out_dir/student``."""
+    ctx = init_distributed(config.device)
+    try:
+        console = (console or Console()) if ctx.is_main else Console(quiet=True)
+        return general_in_context(config, ctx, console, after_step)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, console: Console,
+                       after_step: Callable[[int], None] | None) -> GeneralDistillResult:
+    wall_start = time.perf_counter()
+    out_dir = Path(config.out_dir)
+    if not config.resume and (out_dir / LAST_STATE).exists():
+        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
+    teacher = load_teacher(config.teacher)
+    if teacher.tokenizer is None:
+        raise ValueError(f"{config.teacher}: the teacher has no tokenizer files (vocab.txt)")
+    teacher_encoder = encoder_of(teacher.model).to(ctx.device).eval().requires_grad_(False)
+    texts = read_corpus(config.corpus, config.max_texts)
+    init = load_pretrained(config.student_init) if config.student_init else None
+    student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
+                                            teacher.tokenizer, config.subword_vocab_size, ctx, console)
+    preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
+    set_seed(config.seed)
+    student, student_note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, HeadKind.encoder,
+                                          0, student_tok.tokenizer, [])
+    student_config = encoder_of(student).config
+    if config.max_len > min(teacher.config.max_position_embeddings, student_config.max_position_embeddings):
+        raise ValueError(f"max_len {config.max_len} exceeds the teacher's or the student's max_position_embeddings")
+    layer_map = parse_layer_map(config.layer_map, teacher.config.num_layers, student_config.num_layers)
+    projection = HiddenProjection.for_layer_map(student_config.hidden_size, teacher.config.hidden_size, layer_map,
+                                                per_match=config.per_layer_projection)
+    objective = DistillObjective(student, projection, layer_map, config.loss_weights, config.attention_loss)
+    console.print(f"encoding {len(texts)} texts with both tokenizers")
+    items = build_items([(t, None) for t in texts], [NO_LABEL] * len(texts), teacher.tokenizer,
+                        None if student_tok.shared else student_tok.tokenizer, config.max_len)
+    console.print(f"teacher: {teacher.config.describe()} ({config.teacher}), encoder only")
+    console.print(f"student: {student_note}; tokenizer: {student_tok.source}")
+    console.print(f"corpus: {len(texts)} texts from {config.corpus or 'the embedded corpus'}; aligned student tokens "
+                  f"{100 * alignment_coverage(items):.1f}%; {ctx.world_size} process(es) on {ctx.device}")
+    settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
+                            config.seed, config.save_every, config.log_every, None,
+                            frozenset({"resume", "out_dir", "device", "save_every", "log_every"}))
+    presets = {"teacher": teacher.config.preset, "student": student_config.preset}
+    session = Session(ctx, console, out_dir, settings, config, teacher_encoder, teacher.tokenizer,
+                      student_tok.tokenizer, objective, items, cache=None, amp=Amp.for_device(ctx.device),
+                      checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
+
+    def on_stage_end(stage: Stage) -> None:
+        session.save_student(out_dir / STUDENT_DIR, {"stage": stage.value, "steps": config.steps})
+
+    state = run_stages(session, [StagePlan(Stage.intermediate, config.steps, config.lr)], config.resume,
+                       after_step, on_stage_end)
+    barrier(ctx)
+    if ctx.is_main:
+        atomic_write_json(out_dir / "metrics.json", {
+            "steps": config.steps, "texts": len(texts), "presets": presets, "student_tokenizer": student_tok.source,
+            "student_dir": str(out_dir / STUDENT_DIR), "world_size": ctx.world_size, "device": str(ctx.device),
+            "train_seconds": round(state.train_seconds, 1), "wall_seconds": round(time.perf_counter() - wall_start, 1),
+            "config": plain(config)})
+        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+        console.print(f"general-distilled student: {out_dir / STUDENT_DIR}")
+    return GeneralDistillResult(out_dir, out_dir / STUDENT_DIR, config.steps, len(texts), state.train_seconds)

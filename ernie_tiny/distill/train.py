@@ -1,0 +1,491 @@
+"""The distillation loop: one visible function that runs either TinyBERT stage.
+
+    Session (teacher, student + projection, items, cache) -> run_stages([intermediate, prediction])
+        each step: lr schedule -> batch -> teacher outputs (cached or inference_mode)
+                   -> student forward + losses -> backward -> clip -> step -> log / eval / checkpoint
+
+Stage ``intermediate`` runs the student with hidden states and attention scores and
+trains it and the hidden-size projection on the layer-map losses; stage ``prediction``
+trains it on the soft cross-entropy against the teacher's logits (+ hard labels). The
+same loop serves general distillation (:mod:`ernie_tiny.distill.general`): only the
+items and the checkpoint written at the end differ. :func:`distill` (task distillation)
+builds the session, runs the stages and scores teacher and student on dev/test.
+
+Files in ``out_dir`` (rank 0 only): ``last.pt`` (resumable: weights, optimizer, RNG,
+stage, step), ``intermediate/`` (student after stage 1), ``best/`` (best dev student,
+with its tokenizer: ready for ``export`` and ``bench``), ``metrics.jsonl`` /
+``metrics.csv`` / ``loss_curve.png`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretrained
+from ernie_tiny.distill.config import DistillConfig, Stage, resolve_student_preset
+from ernie_tiny.distill.data import (DistillBatch, DistillItem, SplitEvaluator, TeacherCache, TeacherTargets,
+                                     alignment_coverage, collate_distill, mean_tokens, resolve_student_tokenizer,
+                                     teacher_cache, training_items)
+from ernie_tiny.distill.distributed import (DistributedContext, all_reduce_mean, barrier, init_distributed,
+                                            shutdown_distributed, unwrap, wrap_ddp)
+from ernie_tiny.distill.layer_map import Feature, LayerMap, parse_layer_map
+from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, DistillMasks, compute_intermediate_loss,
+                                       compute_prediction_loss)
+from ernie_tiny.distill.projection import HiddenProjection
+from ernie_tiny.encoding import Tokenizer
+from ernie_tiny.io_utils import atomic_write_json
+from ernie_tiny.model import EncoderOutput, ErnieConfig, HeadKind, ModelOutput, build_model, encoder_of
+from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_split
+from ernie_tiny.teacher.finetune import TrainingDivergedError
+from ernie_tiny.teacher.loading import load_teacher
+from ernie_tiny.training import (MetricsLog, batch_for_step, build_optimizer, format_losses, get_lr,
+                                 load_training_state, make_progress, plain, plot_loss_curves, save_training_state,
+                                 set_seed)
+
+LAST_STATE = "last.pt"
+BEST_DIR = "best"
+INTERMEDIATE_DIR = "intermediate"
+
+
+class DistillObjective(nn.Module):
+    """The student and its hidden-size projection in one module, so that DDP averages both their gradients.
+
+    ``forward`` returns the loss: DDP only syncs parameters used inside the wrapped forward.
+    """
+
+    def __init__(self, student: nn.Module, projection: HiddenProjection, layer_map: LayerMap,
+                 weights: DistillLossWeights, attention_loss: AttentionLossKind):
+        super().__init__()
+        self.student = student
+        self.projection = projection
+        self.layer_map = layer_map
+        self.weights = weights
+        self.attention_loss = attention_loss
+        self.needs_attention = weights.attention > 0 and any(m.feature is Feature.attention for m in layer_map)
+
+    def forward(self, batch: DistillBatch, teacher: TeacherTargets | None, stage: Stage) -> "StepLoss":
+        features = stage is Stage.intermediate
+        out = self.student(batch.student.input_ids, batch.student.token_type_ids, batch.student.attention_mask,
+                           output_hidden_states=features, output_attention_scores=features and self.needs_attention)
+        if features:
+            encoder = out if isinstance(out, EncoderOutput) else out.encoder
+            masks = DistillMasks(student=batch.student.attention_mask, teacher=batch.teacher.attention_mask)
+            total, terms = compute_intermediate_loss(encoder, teacher.encoder, self.projection, self.layer_map,
+                                                     batch.aligned, masks, self.weights, self.attention_loss)
+        else:
+            # Augmented rows carry no gold label; a batch of only such rows has no hard term.
+            weights = self.weights if batch.has_labels else replace(self.weights, hard=0.0)
+            logits = teacher.logits if teacher is not None else None
+            total, terms = compute_prediction_loss(out.logits, logits, batch.labels, weights)
+        return StepLoss(total, terms)
+
+
+@dataclass
+class StepLoss:
+    total: torch.Tensor  # scalar, weighted sum of the terms
+    terms: dict[str, torch.Tensor]  # unweighted, detached
+
+
+@dataclass(frozen=True)
+class Amp:
+    """Mixed precision on CUDA (bf16 where supported, else fp16 with a GradScaler); full precision on CPU."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "Amp":
+        if device.type != "cuda":
+            return cls(device, None)
+        return cls(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+    def autocast(self):
+        return torch.autocast(device_type="cuda", dtype=self.dtype) if self.dtype is not None else nullcontext()
+
+    def scaler(self) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler("cuda", enabled=self.dtype is torch.float16)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    stage: Stage
+    steps: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    batch_size: int  # per process
+    warmup_ratio: float
+    weight_decay: float
+    grad_clip: float  # 0: no clipping
+    seed: int
+    save_every: int
+    log_every: int
+    eval_every: int | None  # None: no dev evaluation (general distillation)
+    resumable_changes: frozenset[str] = frozenset()  # config fields a resumed run may change
+
+
+@dataclass
+class Session:
+    """Everything the loop needs, built once per run by :func:`distill` or ``general.distill_general``."""
+
+    ctx: DistributedContext
+    console: Console
+    out_dir: Path
+    settings: LoopSettings
+    config: object  # the run's typed config: saved in last.pt and in every checkpoint
+    teacher: nn.Module  # eval mode, no gradients
+    teacher_tokenizer: Tokenizer
+    student_tokenizer: Tokenizer  # saved with the student (the teacher's own for a char student)
+    objective: DistillObjective
+    items: list[DistillItem]
+    cache: TeacherCache | None
+    amp: Amp
+    evaluate_dev: Callable[[nn.Module], dict[str, float]] | None = None  # student -> dev metrics
+    main_metric: str | None = None
+    task_name: str | None = None
+    labels: list[str] = field(default_factory=list)
+    checkpoint_extra: dict = field(default_factory=dict)  # provenance written into every saved student
+    soft_weight: float = 1.0  # 0: labels-only student, the teacher is never asked for logits
+
+    @property
+    def student(self) -> nn.Module:
+        return self.objective.student
+
+    def save_student(self, directory: Path, extra: dict) -> None:
+        if self.ctx.is_main:
+            save_pretrained(self.student, directory, self.student_tokenizer, self.task_name, self.labels,
+                            extra={**self.checkpoint_extra, "distill_config": plain(self.config), **extra})
+
+
+# ---- teacher outputs ---------------------------------------------------------------------------------
+
+def teacher_targets(session: Session, batch: DistillBatch, stage: Stage) -> TeacherTargets | None:
+    """The teacher's outputs for a batch: from the cache, or one inference-mode forward pass (then cached)."""
+    need_features = stage is Stage.intermediate
+    if not need_features and session.soft_weight == 0:
+        return None
+    lengths = batch.teacher.attention_mask.sum(dim=1).tolist()
+    width = batch.teacher.input_ids.shape[1]
+    if session.cache is not None:
+        hit = session.cache.lookup(batch.indices, lengths, width, need_features)
+        if hit is not None:
+            return hit.to(session.ctx.device)
+    inputs = batch.teacher
+    with torch.inference_mode(), session.amp.autocast():
+        kwargs = dict(output_hidden_states=need_features,
+                      output_attention_scores=need_features and session.objective.needs_attention)
+        out = session.teacher(inputs.input_ids, inputs.token_type_ids, inputs.attention_mask, **kwargs)
+    if isinstance(out, ModelOutput):
+        targets = TeacherTargets(out.logits, out.encoder)
+    else:
+        targets = TeacherTargets(None, out)
+    if session.cache is not None and targets.logits is not None:
+        session.cache.store(batch.indices, lengths, targets)
+    return targets
+
+
+# ---- the loop ----------------------------------------------------------------------------------------
+
+@dataclass
+class RunState:
+    """What survives a stage change and a resume (saved in last.pt's ``extra``)."""
+
+    stage_index: int = 0
+    step: int = 0  # steps done in the current stage
+    best: dict = field(default_factory=lambda: {"metric": None, "step": 0, "dev": {}})
+    train_seconds: float = 0.0
+
+
+def train_stage(session: Session, plan: StagePlan, step_offset: int, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, model: nn.Module, state: RunState, log: MetricsLog | None,
+                after_step: Callable[[int], None] | None = None) -> None:
+    """Run ``plan.steps`` optimizer steps of one stage from ``state.step``: forward, loss, backward, clip, step, log."""
+    ctx, settings, console = session.ctx, session.settings, session.console
+    warmup = int(settings.warmup_ratio * plan.steps)
+    teacher_pad, student_pad = session.teacher_tokenizer.pad_id, session.student_tokenizer.pad_id
+    window: dict[str, float] = {}
+    window_steps, window_examples, window_start = 0, 0, time.perf_counter()
+    segment_start = time.perf_counter()
+    model.train()
+    with make_progress(console, disable=not ctx.is_main) as progress:
+        bar = progress.add_task(f"{plan.stage.value}", total=plan.steps, completed=state.step, speed="", losses="")
+        for step in range(state.step, plan.steps):
+            lr = get_lr(step, plan.steps, plan.lr, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            # A pure function of (seed, step, rank): a resumed run sees the same batches.
+            rows = batch_for_step(session.items, step, settings.batch_size, settings.seed, ctx.rank, ctx.world_size)
+            batch = collate_distill(rows, teacher_pad, student_pad).to(ctx.device)
+            teacher = teacher_targets(session, batch, plan.stage)
+            with session.amp.autocast():
+                loss = model(batch, teacher, plan.stage)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss.total).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip or math.inf)
+            # With fp16 an inf gradient is the scaler's business (it skips the step); NaN loss never is.
+            if not torch.isfinite(loss.total) or (not scaler.is_enabled() and not torch.isfinite(grad_norm)):
+                raise TrainingDivergedError(f"{plan.stage.value} step {step + 1}: loss {loss.total.item()}, gradient "
+                                            f"norm {grad_norm.item()} at lr {lr:.2e}; lower --lr or check the data")
+            scaler.step(optimizer)
+            scaler.update()
+            done = step + 1
+            state.step = done
+            terms = {"loss": loss.total.item(), **{f"loss_{k}": v.item() for k, v in loss.terms.items()}}
+            for name, value in terms.items():
+                window[name] = window.get(name, 0.0) + value
+            window_steps += 1
+            window_examples += len(rows) * ctx.world_size
+            speed = window_examples / max(time.perf_counter() - window_start, 1e-9)
+            progress.update(bar, advance=1, speed=f"{speed:.0f} ex/s",
+                            losses=format_losses({k.removeprefix("loss_"): v for k, v in terms.items()}))
+            global_step = step_offset + done
+            if done % settings.log_every == 0 or done == plan.steps:
+                # Every rank logs the same names (terms never depend on the data), so the all-reduce lines up.
+                means = all_reduce_mean({k: v / window_steps for k, v in sorted(window.items())}, ctx)
+                if log is not None:
+                    log.log(global_step, "train", stage=plan.stage.value, lr=lr, grad_norm=grad_norm.item(),
+                            examples_per_s=speed, **means)
+                window, window_steps, window_examples, window_start = {}, 0, 0, time.perf_counter()
+            evaluate_now = session.evaluate_dev is not None and plan.stage is Stage.prediction and (
+                done % settings.eval_every == 0 or done == plan.steps)
+            if evaluate_now:
+                evaluate_and_keep_best(session, global_step, state, log)
+                model.train()
+            if done % settings.save_every == 0 or done == plan.steps:
+                state.train_seconds += time.perf_counter() - segment_start
+                segment_start = time.perf_counter()
+                if ctx.is_main:
+                    save_training_state(session.out_dir / LAST_STATE, unwrap(model), optimizer, done,
+                                        extra={"run": plain(state), "stage": plan.stage.value,
+                                               "scaler": scaler.state_dict()},
+                                        config=session.config)
+            if after_step is not None:
+                after_step(global_step)
+    state.train_seconds += time.perf_counter() - segment_start
+
+
+def evaluate_and_keep_best(session: Session, global_step: int, state: RunState, log: MetricsLog | None) -> None:
+    """Dev metrics of the student (every rank takes part); rank 0 saves it to best/ when strictly better."""
+    dev = session.evaluate_dev(session.student)
+    if log is not None:
+        log.log(global_step, "dev", **dev)
+        log.write_csv()
+    if session.ctx.is_main:
+        session.console.print(f"step {global_step}: dev " + format_losses(dev))
+    metric = dev[session.main_metric]
+    if state.best["metric"] is None or metric > state.best["metric"]:  # ties keep the earlier step
+        state.best = {"metric": metric, "step": global_step, "dev": dev}
+        session.save_student(session.out_dir / BEST_DIR, {"step": global_step, "dev": dev})
+
+
+def check_resumable(saved: dict, current: dict, allowed: frozenset[str], path: Path) -> None:
+    """Refuse to resume a run whose saved config differs in anything that changes the weights."""
+    changed = sorted(k for k in current if k not in allowed and saved.get(k) != current[k])
+    if changed:
+        raise ValueError(f"{path}: cannot resume: the run was started with different {', '.join(changed)} "
+                         "(use the same options, or a new --out)")
+
+
+def run_stages(session: Session, plans: list[StagePlan], resume: bool,
+               after_step: Callable[[int], None] | None = None,
+               on_stage_end: Callable[[Stage], None] | None = None) -> RunState:
+    """Run the stages in order, each with a fresh AdamW, resuming from ``last.pt`` when asked.
+
+    ``on_stage_end(stage)`` runs after each stage (it writes checkpoints, so it runs again
+    for a stage that had just ended when the run was interrupted); ``after_step(global_step)``
+    runs after each step (tests raise from it to simulate a crash).
+    """
+    ctx, settings = session.ctx, session.settings
+    state_path = session.out_dir / LAST_STATE
+    objective = session.objective.to(ctx.device)
+    optimizer = build_optimizer(objective, plans[0].lr, settings.weight_decay)
+    scaler = session.amp.scaler()
+    state = RunState()
+    if resume:
+        saved = load_training_state(state_path, objective, optimizer)  # restores every RNG too
+        check_resumable(saved.config, plain(session.config), settings.resumable_changes, state_path)
+        run = saved.extra["run"]
+        state = RunState(run["stage_index"], run["step"], run["best"], run["train_seconds"])
+        if scaler.is_enabled() and saved.extra.get("scaler"):
+            scaler.load_state_dict(saved.extra["scaler"])
+        if ctx.is_main:
+            session.console.print(f"resumed from {state_path}: stage {plans[state.stage_index].stage.value}, "
+                                  f"step {state.step} of {plans[state.stage_index].steps}")
+    else:
+        set_seed(settings.seed)  # dropout masks follow from the seed, as they do after a resume
+    offsets = [sum(p.steps for p in plans[:k]) for k in range(len(plans))]
+    log = None
+    if ctx.is_main:
+        log = MetricsLog(session.out_dir, resume_step=offsets[state.stage_index] + state.step if resume else None)
+    model = wrap_ddp(objective, ctx)
+    first = state.stage_index
+    for index in range(first, len(plans)):
+        plan = plans[index]
+        if index > first:
+            state.stage_index, state.step = index, 0
+            optimizer = build_optimizer(objective, plan.lr, settings.weight_decay)
+            scaler = session.amp.scaler()
+        if state.step < plan.steps:
+            train_stage(session, plan, offsets[index], optimizer, scaler, model, state, log, after_step)
+        barrier(ctx)
+        if on_stage_end is not None:
+            on_stage_end(plan.stage)
+    if log is not None:
+        log.write_csv()
+    return state
+
+
+# ---- task distillation: build the session, run both stages, score the result --------------------------
+
+@dataclass
+class DistillResult:
+    out_dir: Path
+    student_dir: Path  # best/ (or intermediate/ for a stage-1-only run)
+    teacher: dict[str, dict[str, float]]  # split -> metrics
+    student: dict[str, dict[str, float]]
+    retention: dict[str, float]  # split -> 100 * student / teacher main metric
+    train_seconds: float
+
+
+def build_student(config: ErnieConfig | None, init: LoadedCheckpoint | None, head: HeadKind, num_labels: int,
+                  tokenizer: Tokenizer, labels: list[str]) -> tuple[nn.Module, str]:
+    """A student for ``tokenizer``: a preset (``config``) at random init, or the ``init`` checkpoint's weights.
+
+    From a checkpoint with another head (a general-distilled encoder) only the encoder is copied.
+    """
+    if init is None:
+        config = replace(config, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_id)
+        return build_model(config, head, num_labels), f"{config.describe()}, random init"
+    if init.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"--student-init has a vocabulary of {init.config.vocab_size} but the student tokenizer has "
+                         f"{tokenizer.vocab_size} tokens: use the init checkpoint's own tokenizer")
+    model = build_model(init.config, head, num_labels)
+    if init.meta.head is head and list(init.meta.labels) == list(labels):
+        model.load_state_dict(init.model.state_dict())
+        return model, f"{init.config.describe()}, all weights from the init checkpoint"
+    encoder_of(model).load_state_dict(encoder_of(init.model).state_dict())
+    return model, f"{init.config.describe()}, encoder from the init checkpoint ({init.meta.head.value} head dropped)"
+
+
+def teacher_for_task(path: str, task: TaskSpec, device: torch.device) -> LoadedCheckpoint:
+    """The fine-tuned teacher in eval mode without gradients; its head and labels must fit the task."""
+    loaded = load_teacher(path)
+    if loaded.tokenizer is None:
+        raise ValueError(f"{path}: the teacher has no tokenizer files (vocab.txt)")
+    if loaded.meta.head is not task.head:
+        raise ValueError(f"{path}: teacher head is {loaded.meta.head.value}, task {task.name} needs {task.head.value}: "
+                         f"fine-tune it first (ernie-tiny teacher finetune --init {path} --task {task.name})")
+    if loaded.meta.labels and list(loaded.meta.labels) != list(task.labels):
+        raise ValueError(f"{path}: teacher labels {loaded.meta.labels} differ from task {task.name}'s {list(task.labels)}")
+    loaded.model.to(device).eval().requires_grad_(False)
+    return loaded
+
+
+def distill(config: DistillConfig, console: Console | None = None,
+            after_step: Callable[[int], None] | None = None) -> DistillResult:
+    """Distil the teacher into the student on ``config.task``: stages, best checkpoint, metrics.json."""
+    ctx = init_distributed(config.device)
+    try:
+        console = console or Console()
+        if not ctx.is_main:
+            console = Console(quiet=True)
+        return distill_in_context(config, ctx, console, after_step)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: Console,
+                       after_step: Callable[[int], None] | None) -> DistillResult:
+    wall_start = time.perf_counter()
+    task = get_task(config.task)
+    if task.kind is TaskKind.ner or (task.kind is TaskKind.ranking and config.augment):
+        raise ValueError(f"task {task.name}: distill supports sentence and pair classification (and ranking "
+                         f"without --augment); {task.kind.value} is not supported")
+    out_dir = Path(config.out_dir)
+    if not config.resume and (out_dir / LAST_STATE).exists():
+        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
+    teacher = teacher_for_task(config.teacher, task, ctx.device)
+    has_test = config.data_dir is None or (Path(config.data_dir) / "test.tsv").is_file()
+    examples = {split: load_split(task, config.data_dir, split)[:config.limit]
+                for split in ("train", "dev", "test") if split != "test" or has_test}
+    init = load_pretrained(config.student_init) if config.student_init else None
+    student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
+                                            teacher.tokenizer, config.subword_vocab_size, ctx, console)
+    preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
+    set_seed(config.seed)  # the student's initial weights follow from the seed
+    student, student_note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, task.head,
+                                          task.num_labels, student_tok.tokenizer, list(task.labels))
+    student_config = encoder_of(student).config
+    for name, limit in (("teacher", teacher.config.max_position_embeddings),
+                        ("student", student_config.max_position_embeddings)):
+        if config.max_len > limit:
+            raise ValueError(f"max_len {config.max_len} exceeds the {name}'s max_position_embeddings {limit}")
+    layer_map = parse_layer_map(config.layer_map, teacher.config.num_layers, student_config.num_layers)
+    projection = HiddenProjection.for_layer_map(student_config.hidden_size, teacher.config.hidden_size, layer_map,
+                                                per_match=config.per_layer_projection)
+    objective = DistillObjective(student, projection, layer_map, config.loss_weights, config.attention_loss)
+    items, augmented = training_items(config, examples["train"], teacher.tokenizer, student_tok, ctx, console)
+    cache = teacher_cache(config, teacher.config, layer_map, items)
+    evaluator = SplitEvaluator(task, examples, config.max_len, config.eval_batch_size, ctx)
+    presets = {"teacher": teacher.config.preset, "student": student_config.preset}
+    console.print(f"teacher: {teacher.config.describe()} ({config.teacher})")
+    console.print(f"student: {student_note}; tokenizer: {student_tok.source}")
+    console.print(f"examples: train {len(examples['train'])} + {augmented} augmented, "
+                  + ", ".join(f"{s} {len(examples[s])}" for s in examples if s != "train")
+                  + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
+                  + ("off" if cache is None else "logits + features" if cache.keep_features else "logits")
+                  + f"; {ctx.world_size} process(es) on {ctx.device}")
+    settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
+                            config.seed, config.save_every, config.log_every, config.eval_every,
+                            frozenset({"resume", "out_dir", "device", "eval_batch_size", "save_every", "log_every"}))
+    session = Session(ctx, console, out_dir, settings, config, teacher.model, teacher.tokenizer, student_tok.tokenizer,
+                      objective, items, cache, Amp.for_device(ctx.device),
+                      evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
+                      main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
+                      checkpoint_extra={"teacher": config.teacher, "presets": presets},
+                      soft_weight=config.loss_weights.soft)
+
+    def on_stage_end(stage: Stage) -> None:
+        if stage is Stage.intermediate:
+            session.save_student(out_dir / INTERMEDIATE_DIR, {"stage": stage.value})
+
+    plans = [StagePlan(stage, config.stage_steps(stage), config.stage_lr(stage)) for stage in config.stage.stages()]
+    state = run_stages(session, plans, config.resume, after_step, on_stage_end)
+    barrier(ctx)
+    student_dir = out_dir / (BEST_DIR if (out_dir / BEST_DIR).is_dir() else INTERMEDIATE_DIR)
+    final = load_pretrained(student_dir).model.to(ctx.device)
+    splits = [s for s in ("dev", "test") if s in examples]
+    scores = {"teacher": {s: evaluator(teacher.model, teacher.tokenizer, s) for s in splits},
+              "student": {s: evaluator(final, student_tok.tokenizer, s) for s in splits}}
+    retention = {s: 100.0 * scores["student"][s][task.main_metric] / max(scores["teacher"][s][task.main_metric], 1e-12)
+                 for s in splits}
+    result = DistillResult(out_dir, student_dir, scores["teacher"], scores["student"], retention, state.train_seconds)
+    if ctx.is_main:
+        atomic_write_json(out_dir / "metrics.json", {
+            "task": task.name, "main_metric": task.main_metric, "teacher": scores["teacher"],
+            "student": scores["student"], "retention_pct": retention, "student_dir": str(student_dir),
+            "best_step": state.best["step"], "best_dev": state.best["dev"],
+            "steps": {p.stage.value: p.steps for p in plans}, "presets": presets,
+            "student_tokenizer": student_tok.source, "examples": {**{s: len(v) for s, v in examples.items()},
+                                                                  "augmented": augmented},
+            "mean_train_tokens": mean_tokens(items[:len(examples["train"])]),
+            "world_size": ctx.world_size, "device": str(ctx.device), "train_seconds": round(state.train_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - wall_start, 1), "config": plain(config)})
+        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+        console.print("teacher " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["teacher"].items()))
+        console.print("student " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["student"].items())
+                      + " | retention " + ", ".join(f"{s} {r:.1f}%" for s, r in retention.items())
+                      + f" | {student_dir}")
+    return result

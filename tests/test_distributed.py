@@ -1,0 +1,129 @@
+"""``torchrun --nproc_per_node 2`` (gloo, CPU) runs distillation to the end and only rank 0 writes.
+
+Each process installs an audit hook (PEP 578) that records every file or folder it
+creates, opens for writing, renames or removes under the run's output folder; rank 1's
+record must be empty. Also unit tests of the single-process helpers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from ernie_tiny.distill.distributed import (DistributedContext, all_gather_objects, all_reduce_mean, all_reduce_sum,
+                                            broadcast_object, init_distributed, resolve_device, unwrap, wrap_ddp)
+from ernie_tiny.subword import train_subword_tokenizer
+from ernie_tiny.tasks import load_split
+from ernie_tiny.teacher.finetune import FinetuneConfig, finetune
+from ernie_tiny.training import OptimConfig, read_metrics
+
+DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SENTI = DATA / "chnsenticorp_htl"
+
+LAUNCHER = textwrap.dedent('''
+    import json, os, sys
+
+    out_dir = os.path.abspath(sys.argv[1])
+    writes = []
+    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def record(event, args):
+        if event == "open":
+            path, mode, flags = args
+            if isinstance(path, int) or path is None:
+                return
+            writing = bool((flags or 0) & WRITE_FLAGS) or any(c in (mode or "") for c in "wax+")
+        elif event == "os.rename":  # os.rename and os.replace: record where the file lands
+            path, writing = args[1], True
+        elif event in ("os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree"):
+            path, writing = args[0], True
+        else:
+            return
+        if writing and os.path.abspath(os.fsdecode(path)).startswith(out_dir):
+            writes.append([event, os.fsdecode(path)])
+
+    sys.addaudithook(record)
+
+    import torch
+    torch.set_num_threads(1)
+    from ernie_tiny.distill.config import DistillConfig
+    from ernie_tiny.distill.train import distill
+
+    config = DistillConfig(teacher=sys.argv[2], task="chnsenticorp", data_dir=sys.argv[3], out_dir=out_dir,
+                           student_preset="student-micro", student_tokenizer=sys.argv[4], steps_intermediate=3,
+                           steps_prediction=3, batch_size=4, max_len=40, limit=24, eval_every=3, save_every=3,
+                           log_every=1, lr=1e-3, augment=1, device="cpu")
+    distill(config)
+    rank = os.environ["RANK"]
+    with open(os.path.join(sys.argv[5], f"writes-rank{rank}.json"), "w") as f:
+        json.dump(writes, f)
+''')
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_single_process_context_is_a_no_op(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    ctx = init_distributed("cpu")
+    assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.is_distributed, ctx.backend) == (0, 1, True, False, None)
+    module = torch.nn.Linear(2, 2)
+    assert wrap_ddp(module, ctx) is module and unwrap(module) is module
+    assert all_reduce_mean({"loss": 2.5}, ctx) == {"loss": 2.5}
+    assert all_reduce_sum([3.0, 4.0], ctx) == [3.0, 4.0]
+    assert all_gather_objects({"a": 1}, ctx) == [{"a": 1}] and broadcast_object("x", ctx) == "x"
+
+
+def test_bad_environment_and_device_are_clear_errors(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
+        init_distributed("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    assert resolve_device(None).type in ("cpu", "cuda")
+    assert DistributedContext(1, 2, 1, torch.device("cpu")).is_main is False
+
+
+@pytest.mark.skipif(not (SENTI / "train.tsv").is_file(), reason=f"real data not found at {SENTI} (set ERNIE_TINY_DATA)")
+def test_torchrun_two_cpu_processes_finish_and_only_rank0_writes(tmp_path):
+    teacher = tmp_path / "teacher"
+    finetune(FinetuneConfig(task="chnsenticorp", out_dir=str(teacher), preset="teacher-micro", data_dir=str(SENTI),
+                            max_len=40, limit=48, optim=OptimConfig(lr=1e-3, max_steps=4, batch_size=16, eval_every=4,
+                                                                   save_every=4, seed=5)),
+             Console(file=io.StringIO()))
+    tokenizer = tmp_path / "tokenizer"
+    train_subword_tokenizer([e.text_a for e in load_split("chnsenticorp", SENTI, "train")[:200]], tokenizer,
+                            vocab_size=3000, character_coverage=0.9995)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER, encoding="utf-8")
+    out = tmp_path / "student"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(launcher),
+               str(out), str(teacher / "best"), str(SENTI), str(tokenizer), str(tmp_path)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == {"intermediate": 3, "prediction": 3}
+    assert (out / "best" / "config.json").is_file() and (out / "last.pt").is_file()
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"] == list(range(1, 7))
+    rank0 = json.loads((tmp_path / "writes-rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "writes-rank1.json").read_text())
+    assert any(path.endswith("last.pt") for _, path in rank0) and any("best" in path for _, path in rank0)
+    assert rank1 == []
