@@ -12,7 +12,8 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 
 
 def tokenizer_kind(directory: str | os.PathLike) -> str:
-    """``"char"`` or ``"subword"``; a folder with only ``vocab.txt`` is an ERNIE 1.0 char vocab."""
+    """``"char"`` or ``"subword"``; a folder with only ``vocab.txt`` is an ERNIE 1.0 char vocab,
+    one with a sentencepiece ``.model`` beside it an ERNIE-tiny release."""
     directory = Path(directory)
     config = directory / TOKENIZER_CONFIG
     if config.is_file():
@@ -24,6 +25,9 @@ def tokenizer_kind(directory: str | os.PathLike) -> str:
         if isinstance(settings, dict) and "kind" in settings:
             return settings["kind"]
     if (directory / "vocab.txt").is_file():
+        # The ERNIE-tiny release ships its sentencepiece model beside (or under subword/) its vocab.txt.
+        if any(directory.glob("*.model")) or any(directory.glob("subword/*.model")):
+            return "subword"
         return "char"
     raise ValueError(f"{directory}: no {TOKENIZER_CONFIG} or vocab.txt: not a tokenizer folder")
 

@@ -13,7 +13,7 @@ from ernie_tiny.corpus import embedded_corpus_texts
 from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, TokenSpan
 from ernie_tiny.subword import SubwordTokenizer, TokenizerFileError, train_subword_tokenizer
 from ernie_tiny.subword.normalize import normalize_text
-from ernie_tiny.subword.pieces import piece_text
+from ernie_tiny.subword.pieces import _spm_offsets_from_bytes, piece_text
 from ernie_tiny.subword.wordseg import JiebaSegmenter
 from ernie_tiny.tokenizers import load_tokenizer
 
@@ -96,11 +96,18 @@ def test_unknown_chars_and_out_of_vocab_pieces_become_unk(trained, tmp_path):
     tok, directory = trained
     enc = tok.encode("好☃好")  # the snowman never occurs in the corpus
     assert enc.tokens[2] == UNK and enc.unk_mask[2] and enc.spans[2] == TokenSpan(0, 1, 2)
+    lone_surrogate = tok.encode("好\ud800")  # cannot be UTF-8 encoded for sentencepiece: an unknown char
+    assert lone_surrogate.tokens[1:-1] == ["好", UNK] and lone_surrogate.spans[2] == TokenSpan(0, 1, 2)
     # a vocab.txt without the piece "酒店": sentencepiece still emits it, the id is [UNK]'s
     vocab = [t for t in (directory / "vocab.txt").read_text(encoding="utf-8").splitlines() if t != "酒店"]
     reduced = SubwordTokenizer((directory / "spm.model").read_bytes(), vocab, tok.config)
     assert "酒店" in tok.encode("酒店").tokens
     assert reduced.encode("酒店").tokens[1:-1] == [UNK]
+
+
+def test_byte_offsets_of_older_sentencepiece_become_char_offsets():
+    # older sentencepiece reports UTF-8 byte offsets: 好 is 3 bytes, 😀 is 4, "a" is 1
+    assert _spm_offsets_from_bytes("好a😀好", [(5, 0, 3), (6, 3, 8), (7, 8, 11)]) == [(5, 0, 1), (6, 1, 3), (7, 3, 4)]
 
 
 def test_truncation_longest_first(trained):
@@ -268,3 +275,4 @@ def test_spans_are_exact_for_any_input(trained, text_a, text_b, max_len):
         norm = normalize_text(text_a)
         pieces = tok.pieces.encode([norm.text])[0]
         assert "".join(norm.text[s:e] for _, s, e in pieces) == norm.text.replace(" ", "")
+

@@ -80,6 +80,7 @@ def augment(
     batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = 64,
     max_len: Annotated[int, typer.Option(help="Teacher max tokens per example.")] = 128,
     device: Annotated[str, typer.Option(help="Teacher device, e.g. cpu or cuda.")] = "cpu",
+    threads: Annotated[int, typer.Option(help="torch CPU threads for the teacher (0: torch's default).")] = 0,
 ) -> None:
     """Augment a task split with ERNIE Slim's strategies (+ teacher MLM) and label it with the teacher.
 
@@ -91,7 +92,7 @@ def augment(
         run_augment(console, task=task, out=out, data_dir=data_dir, split=split, teacher=teacher,
                     mlm_teacher=mlm_teacher, mlm_context=mlm_context, peoples_daily=peoples_daily, workers=workers,
                     cache_dir=(cache_dir or default_cache_dir()) if cache else None, hmm=hmm,
-                    batch_size=batch_size, max_len=max_len, device=device,
+                    batch_size=batch_size, max_len=max_len, device=device, threads=threads,
                     config=AugmentConfig(num_aug=num_aug, p_unk=p_unk, p_pos=p_pos,
                                          p_mlm=(0.1 if mlm_teacher is not None else 0.0) if p_mlm is None else p_mlm,
                                          p_ngram=p_ngram, ngram_min=ngram_min, ngram_max=ngram_max,
@@ -103,8 +104,18 @@ def augment(
 
 def run_augment(console: Console, task: str, out: Path, data_dir: Path | None, split: str, config: AugmentConfig,
                 teacher: Path | None, mlm_teacher: Path | None, mlm_context: int, peoples_daily: bool, workers: int,
-                cache_dir: Path | None, hmm: bool, batch_size: int, max_len: int, device: str) -> None:
+                cache_dir: Path | None, hmm: bool, batch_size: int, max_len: int, device: str,
+                threads: int = 0) -> None:
     from ernie_tiny.tasks import TaskKind, get_task, load_split
+
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {threads}")
+    if threads and (teacher is not None or mlm_teacher is not None):
+        import torch
+
+        # On a shared machine fewer threads than cores avoid OpenMP oversubscription: 2 threads ran
+        # the teacher 10x slower than 1 at load average 13 on 2 cores.
+        torch.set_num_threads(threads)
 
     spec = get_task(task)
     if spec.kind is TaskKind.ner:

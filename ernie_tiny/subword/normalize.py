@@ -8,6 +8,9 @@
     lone surrogates (Cs, cannot be UTF-8 encoded) -> U+FFFD, an unknown char
     runs of spaces -> one space; no space at either end
 
+With ``nfkc=False`` (the ERNIE-tiny release files, whose sentencepiece model applies NFKC
+itself) only the whitespace, control-char and lower-case rules apply.
+
 Each char is normalised alone, so one source char maps to zero, one or several output
 chars ("ﬁ" -> "fi", "㍻" -> "平成") and ``origin[i]`` is the index in the ORIGINAL text of
 output char ``i``. Token spans are built from ``origin``, never from string offsets of the

@@ -59,10 +59,10 @@ def spm_offsets(processor: spm.SentencePieceProcessor, texts: list[str]) -> list
     """Pieces of each text, ``(id, start, end)`` in chars of that text (one batched C++ call)."""
     if not texts:
         return []
-    try:  # sentencepiece >= 0.2.1: offsets in chars
+    try:  # newer sentencepiece (0.2.3 here): offsets in chars
         mapped = processor.encode(texts, out_type="offset_mapping")
         return [[(piece_id, start, end) for piece_id, (start, end) in zip(m["ids"], m["offsets"])] for m in mapped]
-    except (ValueError, TypeError):  # older sentencepiece: byte offsets from protos
+    except (ValueError, TypeError, RuntimeError):  # older sentencepiece: byte offsets from protos
         protos = processor.encode(texts, out_type="immutable_proto")
         return [_spm_offsets_from_bytes(text, [(p.id, p.begin, p.end) for p in proto.pieces])
                 for text, proto in zip(texts, protos)]

@@ -16,8 +16,11 @@ token can be aligned with the teacher's char tokens. Usage::
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,6 @@ from ernie_tiny.subword.pieces import PieceEncoder, PieceSpan, Segmentation, Wor
 from ernie_tiny.subword.wordseg import JiebaSegmenter, MaxMatchSegmenter, WordSegmenter
 
 CONFIG_VERSION = 1
-PARALLEL_MIN_TEXTS = 2000  # fewer texts than this are tokenized in-process even when workers > 1
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,6 @@ class SubwordTokenizer:
                  user_dict_text: str | None = None, wordseg_dict: bytes | None = None,
                  spm_source: str = SPM_FILE, wordseg_source: str = WORDSEG_DICT_FILE):
         self.config = config or SubwordConfig()
-        # what rebuilds this tokenizer in a worker process (see ernie_tiny.subword.parallel)
-        self._state = dict(spm_model=spm_model, vocab=list(vocab), config=self.config, user_dict_text=user_dict_text,
-                           wordseg_dict=wordseg_dict, spm_source=spm_source, wordseg_source=wordseg_source)
         self.processor: spm.SentencePieceProcessor = load_spm(spm_model, spm_source)
         self._spm_model = spm_model
         self.user_dict_text = user_dict_text
@@ -207,16 +206,8 @@ class SubwordTokenizer:
 
     # ---- tokenization -------------------------------------------------------------------------
 
-    def tokenize_with_spans_batch(self, texts: list[str], workers: int = 1) -> list[list[tuple[int, int, int]]]:
-        """For each text, ``(vocab id, start, end)`` per token, spans in chars of the ORIGINAL text.
-
-        ``workers > 1`` tokenizes in that many spawned processes when there are at least
-        ``PARALLEL_MIN_TEXTS`` texts (starting them costs ~1 s; see ``ernie_tiny.subword.parallel``).
-        """
-        if workers > 1 and len(texts) >= PARALLEL_MIN_TEXTS:
-            from ernie_tiny.subword.parallel import tokenize_in_processes
-
-            return tokenize_in_processes(self._state, texts, workers)
+    def tokenize_with_spans_batch(self, texts: list[str]) -> list[list[tuple[int, int, int]]]:
+        """For each text, ``(vocab id, start, end)`` per token, spans in chars of the ORIGINAL text."""
         normalized = [normalize_text(text, self.config.do_lower_case, self.config.nfkc) for text in texts]
         out = []
         for text, norm, pieces in zip(texts, normalized, self.pieces.encode([n.text for n in normalized])):
@@ -242,11 +233,9 @@ class SubwordTokenizer:
         """``[CLS] a [SEP] (b [SEP])`` with type ids 0/1, truncated longest-first to ``max_len``."""
         return self.encode_batch([(text_a, text_b)], max_len=max_len)[0]
 
-    def encode_batch(self, pairs: list[tuple[str, str | None]] | list[str], max_len: int = 128,
-                     workers: int = 1) -> list[Encoding]:
+    def encode_batch(self, pairs: list[tuple[str, str | None]] | list[str], max_len: int = 128) -> list[Encoding]:
         """:meth:`encode` each ``(text_a, text_b)`` pair (a bare string is ``(text, None)``), batched:
-        sentencepiece runs once for all texts and words are cached across calls. ``workers``: see
-        :meth:`tokenize_with_spans_batch` (for corpora, not for inference batches)."""
+        sentencepiece runs once for all texts, and word pieces are cached across calls."""
         pairs = [(p, None) if isinstance(p, str) else (p[0], p[1]) for p in pairs]
         for text_a, text_b in pairs:
             if not isinstance(text_a, str) or not (text_b is None or isinstance(text_b, str)):
@@ -254,8 +243,10 @@ class SubwordTokenizer:
         if max_len < (3 if any(b is not None for _, b in pairs) else 2):
             raise ValueError(f"max_len {max_len} leaves no room for the special tokens")
         texts = [t for a, b in pairs for t in ((a,) if b is None else (a, b))]
-        tokenized = iter(self.tokenize_with_spans_batch(texts, workers))
-        return [self._assemble(next(tokenized), None if b is None else next(tokenized), max_len) for _, b in pairs]
+        with _no_gc_pauses():
+            tokenized = iter(self.tokenize_with_spans_batch(texts))
+            return [self._assemble(next(tokenized), None if b is None else next(tokenized), max_len)
+                    for _, b in pairs]
 
     def _assemble(self, tokens_a: list[tuple[int, int, int]], tokens_b: list[tuple[int, int, int]] | None,
                   max_len: int) -> Encoding:
@@ -276,6 +267,23 @@ class SubwordTokenizer:
         unk = self.unk_id
         return Encoding(tokens=[self._id_to_token[i] for i in ids], input_ids=ids, token_type_ids=type_ids,
                         spans=spans, unk_mask=[i == unk for i in ids], truncated=truncated)
+
+
+@contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Hold off the cyclic garbage collector during a batch.
+
+    Encoding allocates many small objects and no reference cycles, yet the allocations trigger
+    full collections that walk every object in the process (torch's included): measured ~25%
+    of batch time on review text. Reference counting still frees everything at once.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _truncate_longest_first(parts: list[list], budget: int) -> list[list]:
