@@ -21,26 +21,34 @@ import argparse
 import os
 from pathlib import Path
 
-from ernie_tiny.bench.benchmark import BenchConfig, resolve_per_task, run_benchmark
+from ernie_tiny.bench.benchmark import BenchConfig, BenchResult, resolve_per_task, run_benchmark
 from ernie_tiny.bench.report import caption, markdown_table, write_report
 from ernie_tiny.io_utils import atomic_write_json
 
 DEFAULT_DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def ratios(result) -> dict[str, float]:
-    """The three headline ratios, from the result's latency rows."""
-    rows = {(v.role, v.backend, v.precision, v.input_kind): v.latency.model_ms
-            for v in result.variants if v.latency is not None}
-    teacher = rows[("teacher", "torch", "fp32", "own")]
-    found = {
-        "torch fp32 student / teacher (subword vs char sequences)": teacher / rows[("student", "torch", "fp32", "own")],
-        "torch fp32 student on char-length input / teacher": teacher / rows[("student", "torch", "fp32", "char-length")],
-    }
-    if ("student", "onnxruntime", "int8", "own") in rows:
-        found["onnxruntime int8 student / torch fp32 teacher"] = teacher / rows[("student", "onnxruntime", "int8", "own")]
-        found["onnxruntime fp32 student / onnxruntime fp32 teacher"] = (
-            rows[("teacher", "onnxruntime", "fp32", "own")] / rows[("student", "onnxruntime", "fp32", "own")])
+HEADLINES = {  # name -> (role, backend, precision, input), each vs the torch fp32 teacher
+    "torch fp32: student (subword) vs teacher (chars)": ("student", "torch", "fp32", "own"),
+    "torch fp32: student on the teacher's char-length input vs teacher": ("student", "torch", "fp32", "char-length"),
+    "onnxruntime int8 student vs torch fp32 teacher": ("student", "onnxruntime", "int8", "own"),
+    "onnxruntime fp32 student vs torch fp32 teacher": ("student", "onnxruntime", "fp32", "own"),
+}
+
+
+def ratios(result: BenchResult) -> dict[str, dict[str, float]]:
+    """The headline speed-ups: median of per-run ratios, their range, and the ratio of mean latencies."""
+    rows = {v.key: v for v in result.variants if v.latency is not None}
+    found = {}
+    for name, key in HEADLINES.items():
+        if key in rows:
+            variant = rows[key]
+            found[name] = {"median_of_runs": variant.speedup, "min_run": min(variant.speedup_runs),
+                           "max_run": max(variant.speedup_runs), "of_means": variant.speedup_of_means}
+    ort_student = rows.get(("student", "onnxruntime", "fp32", "own"))
+    if ort_student is not None:
+        found["onnxruntime fp32: student vs teacher (same backend)"] = {
+            "median_of_runs": ort_student.speedup_same_backend}
     return found
 
 
@@ -71,7 +79,7 @@ def main() -> None:
         print(markdown_table(result) + "\n" + caption(result))
         summary[task] = ratios(result)
         for name, value in summary[task].items():
-            print(f"{task}: {name}: {value:.2f}x")
+            print(f"{task}: {name}: {value['median_of_runs']:.2f}x (median of per-run ratios)")
     atomic_write_json(args.out / "ratios.json", summary)
 
 

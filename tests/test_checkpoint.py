@@ -80,3 +80,17 @@ def test_atomic_write_json_replaces_whole_file(tmp_path):
     atomic_write_json(target, {"b": "中文"})
     assert json.loads(target.read_text(encoding="utf-8")) == {"b": "中文"}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "m.json", {})
+        save_pretrained(small_model(), tmp_path / "ckpt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "ckpt").stat().st_mode) == 0o755

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from ernie_tiny.distill.distributed import (DistributedContext, all_gather_objects, all_reduce_mean, all_reduce_sum,
                                             broadcast_object, init_distributed, resolve_device, unwrap, wrap_ddp)
+from ernie_tiny.distill.train import LossWindow
 from ernie_tiny.subword import train_subword_tokenizer
 from ernie_tiny.tasks import load_split
 from ernie_tiny.teacher.finetune import FinetuneConfig, finetune
@@ -56,12 +57,14 @@ LAUNCHER = textwrap.dedent('''
     import torch
     torch.set_num_threads(1)
     from ernie_tiny.distill.config import DistillConfig
+    from ernie_tiny.distill.losses import DistillLossWeights
     from ernie_tiny.distill.train import distill
 
     config = DistillConfig(teacher=sys.argv[2], task="chnsenticorp", data_dir=sys.argv[3], out_dir=out_dir,
                            student_preset="student-micro", student_tokenizer=sys.argv[4], steps_intermediate=3,
                            steps_prediction=3, batch_size=4, max_len=40, limit=24, eval_every=3, save_every=3,
-                           log_every=1, lr=1e-3, augment=1, device="cpu")
+                           log_every=1, lr=1e-3, augment=1, device="cpu",
+                           loss_weights=DistillLossWeights(hard=0.5))
     distill(config)
     rank = os.environ["RANK"]
     with open(os.path.join(sys.argv[5], f"writes-rank{rank}.json"), "w") as f:
@@ -87,6 +90,15 @@ def test_single_process_context_is_a_no_op(monkeypatch):
     assert all_reduce_mean({"loss": 2.5}, ctx) == {"loss": 2.5}
     assert all_reduce_sum([3.0, 4.0], ctx) == [3.0, 4.0]
     assert all_gather_objects({"a": 1}, ctx) == [{"a": 1}] and broadcast_object("x", ctx) == "x"
+
+
+def test_loss_window_averages_each_term_over_the_steps_that_had_it():
+    window = LossWindow(["loss", "loss_soft_ce", "loss_hard_ce"])
+    window.add({"loss": 1.0, "loss_soft_ce": 1.0})  # a batch of only augmented rows: no hard term
+    window.add({"loss": 3.0, "loss_soft_ce": 2.0, "loss_hard_ce": 0.5})
+    ctx = DistributedContext(0, 1, 0, torch.device("cpu"))
+    assert window.means(ctx) == {"loss": 2.0, "loss_soft_ce": 1.5, "loss_hard_ce": 0.5}
+    assert LossWindow(["loss"]).means(ctx) == {}
 
 
 def test_bad_environment_and_device_are_clear_errors(monkeypatch):

@@ -99,8 +99,12 @@ class VariantResult:
     preset: str
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
     latency: LatencyStats | None = None
-    speedup: float | None = None  # reference teacher latency / this latency
-    speedup_same_backend: float | None = None  # same-backend, same-precision-family teacher / this
+    # Speed-ups are medians over runs of per-run ratios: each run times every variant back to back,
+    # so a change in machine load between runs cancels in the ratio (it does not in the means).
+    speedup: float | None = None  # vs the reference teacher (the first backend's)
+    speedup_same_backend: float | None = None  # vs the teacher on this variant's backend
+    speedup_runs: list[float] = field(default_factory=list)  # per-run ratios vs the reference
+    speedup_of_means: float | None = None  # reference mean latency / this mean latency
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -357,6 +361,10 @@ def variant_key(variant: Variant) -> tuple[str, str, str, str]:
     return variant.role, variant.backend, variant.precision, variant.input_kind
 
 
+def per_run_ratios(reference: LatencyStats, variant: LatencyStats) -> list[float]:
+    return [r / v for r, v in zip(reference.run_model_ms, variant.run_model_ms)]
+
+
 def add_speedups(variants: list[VariantResult]) -> str:
     """Fill speed-ups vs the first backend's teacher (the reference) and vs each backend's own teacher."""
     teachers = [v for v in variants if v.role == "teacher" and v.latency is not None]
@@ -367,10 +375,12 @@ def add_speedups(variants: list[VariantResult]) -> str:
     for variant in variants:
         if variant.latency is None:
             continue
-        variant.speedup = reference.latency.model_ms / variant.latency.model_ms
+        variant.speedup_runs = per_run_ratios(reference.latency, variant.latency)
+        variant.speedup = float(np.median(variant.speedup_runs))
+        variant.speedup_of_means = reference.latency.model_ms / variant.latency.model_ms
         own = same_backend.get(variant.backend)
         if own is not None:
-            variant.speedup_same_backend = own.latency.model_ms / variant.latency.model_ms
+            variant.speedup_same_backend = float(np.median(per_run_ratios(own.latency, variant.latency)))
     return f"{reference.name} [{reference.backend} {reference.precision}]"
 
 

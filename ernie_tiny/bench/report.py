@@ -78,8 +78,9 @@ def caption(result: BenchResult) -> str:
         f"mean of {config.runs} run{'s' if config.runs > 1 else ''} after {config.warmup_batches} warm-up batches; "
         f"torch threads = onnxruntime intra-op threads = {env['torch_threads']}.)",
         "",
-        f"- Latency: mean model time per batch (inputs to device, forward, outputs to host); "
-        f"(Nx) = speed-up over {result.reference}. Tokenization and end-to-end are per batch too.",
+        f"- Latency: mean model time per batch (inputs to device, forward, outputs to host). (Nx) = speed-up over "
+        f"{result.reference}: the median over runs of each run's ratio (every run times all variants back to "
+        f"back, so load changes between runs cancel). Tokenization and end-to-end are per batch too.",
         f"- Models: {weights}." + ("" if config.synthetic else " Accuracy columns: dev set"
                                    + (f", first {config.accuracy_examples} examples" if config.accuracy_examples
                                       else "") + ", x100 (ranking: MRR/F1)."),
@@ -89,7 +90,7 @@ def caption(result: BenchResult) -> str:
         f"- Command: `{env['command']}`",
     ]
     if first is not None:
-        lines.append(f"- p50/p95 over runs and per batch, and the spread, are in bench.json.")
+        lines.append("- p50/p95 over runs and per batch, per-run ratios and the ratio of means are in bench.json.")
     lines += [f"- Parity {line}" for line in parity_summary(result.parity)]
     return "\n".join(lines) + "\n"
 

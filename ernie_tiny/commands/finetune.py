@@ -26,13 +26,13 @@ def finetune(
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint instead of --preset.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv, dev.tsv, test.tsv.")] = None,
     max_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: 5e-4 with --preset, "
-                                                     "5e-5 with --init].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default 3e-4 with --preset, "
+                                                     "5e-5 with --init).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
     max_len: Annotated[int, typer.Option(help="Tokens per example; longer texts are truncated.")] = 128,
     eval_every: Annotated[int, typer.Option(help="Steps between dev evaluations.")] = 200,
     save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves "
-                                                           "[default: eval-every].")] = None,
+                                                           "(default: --eval-every).")] = None,
     log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
     warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps warming up.")] = 0.1,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
@@ -43,7 +43,8 @@ def finetune(
                                                    "vocab from the train texts (known rows kept).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads [default: torch's].")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's; 1 is faster "
+                                                       "on a busy machine).")] = None,
 ) -> None:
     """Fine-tune a char-level teacher on a task and keep the best dev checkpoint.
 

@@ -35,7 +35,7 @@ from ernie_tiny.distill.config import DistillConfig, Stage, resolve_student_pres
 from ernie_tiny.distill.data import (DistillBatch, DistillItem, SplitEvaluator, TeacherCache, TeacherTargets,
                                      alignment_coverage, collate_distill, mean_tokens, resolve_student_tokenizer,
                                      teacher_cache, training_items)
-from ernie_tiny.distill.distributed import (DistributedContext, all_reduce_mean, barrier, init_distributed,
+from ernie_tiny.distill.distributed import (DistributedContext, all_reduce_sum, barrier, init_distributed,
                                             shutdown_distributed, unwrap, wrap_ddp)
 from ernie_tiny.distill.layer_map import Feature, LayerMap, parse_layer_map
 from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, DistillMasks, compute_intermediate_loss,
@@ -87,6 +87,35 @@ class DistillObjective(nn.Module):
             logits = teacher.logits if teacher is not None else None
             total, terms = compute_prediction_loss(out.logits, logits, batch.labels, weights)
         return StepLoss(total, terms)
+
+    def term_names(self, stage: Stage) -> list[str]:
+        """The loss terms a stage can log (those with a weight > 0), in a fixed order."""
+        if stage is Stage.prediction:
+            return [name for name, weight in (("soft_ce", self.weights.soft), ("hard_ce", self.weights.hard))
+                    if weight > 0]
+        feature_weight = {Feature.embeddings: self.weights.embedding, Feature.hidden: self.weights.hidden,
+                          Feature.attention: self.weights.attention}
+        return [name for match, name in zip(self.layer_map, self.layer_map.term_names())
+                if feature_weight[match.feature] * match.weight > 0]
+
+
+class LossWindow:
+    """Sums and counts of each loss term since the last log line; :meth:`means` averages over all processes."""
+
+    def __init__(self, names: list[str]):
+        self.sums = dict.fromkeys(names, 0.0)
+        self.counts = dict.fromkeys(names, 0)
+
+    def add(self, terms: dict[str, float]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def means(self, ctx: DistributedContext) -> dict[str, float]:
+        names = list(self.sums)
+        reduced = all_reduce_sum([self.sums[n] for n in names] + [float(self.counts[n]) for n in names], ctx)
+        sums, counts = reduced[:len(names)], reduced[len(names):]
+        return {n: s / c for n, s, c in zip(names, sums, counts) if c > 0}
 
 
 @dataclass
@@ -214,8 +243,11 @@ def train_stage(session: Session, plan: StagePlan, step_offset: int, optimizer: 
     ctx, settings, console = session.ctx, session.settings, session.console
     warmup = int(settings.warmup_ratio * plan.steps)
     teacher_pad, student_pad = session.teacher_tokenizer.pad_id, session.student_tokenizer.pad_id
-    window: dict[str, float] = {}
-    window_steps, window_examples, window_start = 0, 0, time.perf_counter()
+    # Term names are fixed per stage: every rank all-reduces the same list even when a batch lacks
+    # a term (hard_ce on a batch of only augmented rows), so sums and counts are reduced, not means.
+    names = ["loss"] + [f"loss_{name}" for name in unwrap(model).term_names(plan.stage)]
+    window = LossWindow(names)
+    window_examples, window_start = 0, time.perf_counter()
     segment_start = time.perf_counter()
     model.train()
     with make_progress(console, disable=not ctx.is_main) as progress:
@@ -243,21 +275,18 @@ def train_stage(session: Session, plan: StagePlan, step_offset: int, optimizer: 
             done = step + 1
             state.step = done
             terms = {"loss": loss.total.item(), **{f"loss_{k}": v.item() for k, v in loss.terms.items()}}
-            for name, value in terms.items():
-                window[name] = window.get(name, 0.0) + value
-            window_steps += 1
+            window.add(terms)
             window_examples += len(rows) * ctx.world_size
             speed = window_examples / max(time.perf_counter() - window_start, 1e-9)
             progress.update(bar, advance=1, speed=f"{speed:.0f} ex/s",
                             losses=format_losses({k.removeprefix("loss_"): v for k, v in terms.items()}))
             global_step = step_offset + done
             if done % settings.log_every == 0 or done == plan.steps:
-                # Every rank logs the same names (terms never depend on the data), so the all-reduce lines up.
-                means = all_reduce_mean({k: v / window_steps for k, v in sorted(window.items())}, ctx)
+                means = window.means(ctx)
                 if log is not None:
                     log.log(global_step, "train", stage=plan.stage.value, lr=lr, grad_norm=grad_norm.item(),
                             examples_per_s=speed, **means)
-                window, window_steps, window_examples, window_start = {}, 0, 0, time.perf_counter()
+                window, window_examples, window_start = LossWindow(names), 0, time.perf_counter()
             evaluate_now = session.evaluate_dev is not None and plan.stage is Stage.prediction and (
                 done % settings.eval_every == 0 or done == plan.steps)
             if evaluate_now:

@@ -58,8 +58,12 @@ class TrainingDivergedError(RuntimeError):
 
 
 def default_lr(from_checkpoint: bool) -> float:
-    """Peak learning rate when none is given: small for a pretrained start, larger from scratch."""
-    return 5e-5 if from_checkpoint else 5e-4
+    """Peak learning rate when none is given: small for a pretrained start, larger from scratch.
+
+    From scratch, teacher-small on reviews (max_len 64, batch 32, 300 steps) reached dev
+    accuracy 0.779 at 3e-4, 0.744 at 5e-4, and stayed at the majority class through step 150 at 1e-3.
+    """
+    return 5e-5 if from_checkpoint else 3e-4
 
 
 @dataclass
