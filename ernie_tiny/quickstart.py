@@ -40,7 +40,7 @@ class ScaleSettings:
 
 SCALES: dict[str, ScaleSettings] = {
     "small": ScaleSettings(teacher_preset="teacher-small", student_preset="student-small", vocab_size=20000, max_len=64,
-                           teacher_steps=600, intermediate_steps=300, prediction_steps=400, augment=1,
+                           teacher_steps=300, intermediate_steps=200, prediction_steps=300, augment=1,
                            batch_size=32, eval_every=200, bench_runs=10),
     "micro": ScaleSettings(teacher_preset="teacher-micro", student_preset="student-micro", vocab_size=2000, max_len=32,
                            teacher_steps=6, intermediate_steps=4, prediction_steps=4, augment=1,
