@@ -79,6 +79,36 @@ def pad_to_arrays(encodings: list[Encoding], pad_id: int = 0, pad_to: int | None
     return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
 
 
+class SpecialTokenIds:
+    """Ids of the ERNIE special tokens and the token -> id lookup, for a tokenizer with a ``vocab`` dict."""
+
+    vocab: dict[str, int]
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab[PAD]
+
+    @property
+    def unk_id(self) -> int:
+        return self.vocab[UNK]
+
+    @property
+    def cls_id(self) -> int:
+        return self.vocab[CLS]
+
+    @property
+    def sep_id(self) -> int:
+        return self.vocab[SEP]
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab[MASK]
+
+    def token_to_id(self, token: str) -> int:
+        """The token's id, or [UNK]'s id for a token outside the vocabulary."""
+        return self.vocab.get(token, self.unk_id)
+
+
 class Tokenizer(Protocol):
     """What the model code needs of a tokenizer (char teacher or subword student)."""
 

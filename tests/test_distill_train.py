@@ -40,14 +40,6 @@ pytestmark = pytest.mark.skipif(not (SENTI / "train.tsv").is_file(),
                                 reason=f"real data not found at {SENTI} (set ERNIE_TINY_DATA)")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Micro models gain nothing from a 2nd thread; on a busy 2-core machine OpenMP spinning slows them down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def quiet() -> Console:
     return Console(file=io.StringIO(), width=200)

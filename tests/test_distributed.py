@@ -72,13 +72,6 @@ LAUNCHER = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_single_process_context_is_a_no_op(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):

@@ -26,14 +26,6 @@ from ernie_tiny.training import OptimConfig, predict, read_metrics
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Micro models gain nothing from a 2nd thread; on a busy 2-core machine OpenMP spinning makes them ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 app = typer.Typer()
 app.command()(finetune_command)

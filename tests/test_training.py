@@ -19,14 +19,6 @@ from ernie_tiny.training import (MetricsLog, OptimConfig, batch_for_step, batch_
                                  predict, read_metrics, restore_rng_state, save_training_state, set_seed)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Micro models gain nothing from a 2nd thread; on a busy 2-core machine OpenMP spinning makes them ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_get_lr_warms_up_then_decays_linearly_to_zero():
     values = [get_lr(step, max_steps=100, base_lr=1.0, warmup_steps=10) for step in (0, 4, 9, 10, 55, 99, 100, 120)]

@@ -27,7 +27,7 @@ from typing import Any
 
 import sentencepiece as spm
 
-from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, TokenSpan
+from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, TokenSpan
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ernie_tiny.subword.files import (
     CONFIG_FILE, RELEASE_SPM_FILE, SPM_FILE, USER_DICT_FILE, VOCAB_FILE, WORDSEG_DICT_FILE, TokenizerFileError,
@@ -76,7 +76,7 @@ class SubwordConfig:
             raise TokenizerFileError(f"{source}: {err}") from None
 
 
-class SubwordTokenizer:
+class SubwordTokenizer(SpecialTokenIds):
     """Subword tokenizer over a sentencepiece model and an ERNIE ``vocab.txt`` (``kind = "subword"``)."""
 
     kind = "subword"
@@ -177,32 +177,9 @@ class SubwordTokenizer:
     def vocab_size(self) -> int:
         return len(self._id_to_token)
 
-    @property
-    def pad_id(self) -> int:
-        return self.vocab[PAD]
-
-    @property
-    def unk_id(self) -> int:
-        return self.vocab[UNK]
-
-    @property
-    def cls_id(self) -> int:
-        return self.vocab[CLS]
-
-    @property
-    def sep_id(self) -> int:
-        return self.vocab[SEP]
-
-    @property
-    def mask_id(self) -> int:
-        return self.vocab[MASK]
-
     def id_to_token(self, index: int) -> str:
         return self._id_to_token[index]
 
-    def token_to_id(self, token: str) -> int:
-        """The token's id, or [UNK]'s id for a token outside the vocabulary."""
-        return self.vocab.get(token, self.unk_id)
 
     # ---- tokenization -------------------------------------------------------------------------
 

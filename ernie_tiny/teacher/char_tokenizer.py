@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, TokenSpan
+from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, TokenSpan
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
 
 VOCAB_FILE = "vocab.txt"
@@ -97,7 +97,7 @@ def normalize_word(word: str, indices: list[int], do_lower_case: bool) -> list[t
     return [(out, i) for char, i in lowered for out in strip_accents(char)]
 
 
-class CharTokenizer:
+class CharTokenizer(SpecialTokenIds):
     """Char-level ERNIE 1.0 tokenizer over a ``vocab.txt`` (implements ``ernie_tiny.encoding.Tokenizer``)."""
 
     kind = "char"
@@ -187,32 +187,9 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    @property
-    def pad_id(self) -> int:
-        return self.vocab[PAD]
-
-    @property
-    def unk_id(self) -> int:
-        return self.vocab[UNK]
-
-    @property
-    def cls_id(self) -> int:
-        return self.vocab[CLS]
-
-    @property
-    def sep_id(self) -> int:
-        return self.vocab[SEP]
-
-    @property
-    def mask_id(self) -> int:
-        return self.vocab[MASK]
-
     def id_to_token(self, index: int) -> str:
         return self.id_to_token_list[index]
 
-    def token_to_id(self, token: str) -> int:
-        """The token's id, or [UNK]'s id for a token outside the vocabulary."""
-        return self.vocab.get(token, self.unk_id)
 
     def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         return [self.id_to_token_list[i] for i in ids]
