@@ -21,6 +21,11 @@ import argparse
 import os
 from pathlib import Path
 
+# Before torch loads: idle OpenMP threads must not spin. On a shared machine spinning threads made
+# torch's 2-thread timings up to 7x slower (see ernie_tiny.bench.environment.spinning_warning), while
+# onnxruntime's sessions here never spin; without this the torch-vs-onnxruntime ratios are unfair.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ernie_tiny.bench.benchmark import BenchConfig, BenchResult, resolve_per_task, run_benchmark
 from ernie_tiny.bench.report import caption, markdown_table, write_report
 from ernie_tiny.io_utils import atomic_write_json

@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from ernie_tiny.bench.benchmark import BenchConfig, BenchError, resolve_per_task, run_benchmark
+from ernie_tiny.bench.environment import spinning_warning
 from ernie_tiny.bench.latency import Variant, time_variants
 from ernie_tiny.bench.report import markdown_table, write_report
 from ernie_tiny.checkpoint import save_pretrained
@@ -106,6 +107,7 @@ def test_report_writes_table_json_and_png(synthetic_result, tmp_path):
     assert table.startswith("| model | backend | ChnSentiCorp | Average | Latency |")
     assert "teacher-micro (teacher) | torch fp32 | — | — |" in table and "(1.0x)" in table
     assert "char-length input" in table and "onnxruntime int8" in table and "Command:" in table
+    assert "allow_spinning=0, OMP_WAIT_POLICY=" in table
     payload = json.loads(paths["json"].read_text(encoding="utf-8"))
     environment = payload["environment"]
     assert environment["torch"] == torch.__version__ and environment["torch_threads"] == 1
@@ -232,3 +234,11 @@ def test_cuda_without_a_gpu_is_a_clear_error(data_root, tokenizer_dir, tmp_path)
                                         str(data_root / "lcqmc"), "--student-tokenizer", str(tokenizer_dir),
                                         "--device", "cuda", "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "sees no CUDA GPU" in result.output and "Traceback" not in result.output
+
+
+def test_spinning_warning_names_the_fix(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert "OMP_WAIT_POLICY=PASSIVE" in spinning_warning(2)
+    assert spinning_warning(1) is None  # one thread never waits for another
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert spinning_warning(2) is None

@@ -342,3 +342,13 @@ def test_same_tokenizer_score_mse_is_zero_for_identical_models():
     _, kl_terms = compute_intermediate_loss(student_out, student_out, projection, layer_map, aligned, masks,
                                             DistillLossWeights(), attention_loss="kl")
     assert kl_terms["attention_l2"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_hard_label_ce_without_any_gold_label_is_zero_not_nan():
+    from ernie_tiny.distill.losses import hard_label_ce
+
+    logits = torch.randn(3, 2, requires_grad=True)
+    loss = hard_label_ce(logits, torch.full((3,), -100))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros(3, 2))

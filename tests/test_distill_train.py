@@ -40,7 +40,6 @@ pytestmark = pytest.mark.skipif(not (SENTI / "train.tsv").is_file(),
                                 reason=f"real data not found at {SENTI} (set ERNIE_TINY_DATA)")
 
 
-
 def quiet() -> Console:
     return Console(file=io.StringIO(), width=200)
 
@@ -49,7 +48,6 @@ def quiet() -> Console:
 def teacher_dir(tmp_path_factory) -> Path:
     """A teacher-micro fine-tuned for a few steps on the first ChnSentiCorp rows."""
     out = tmp_path_factory.mktemp("teacher")
-    torch.set_num_threads(1)
     config = FinetuneConfig(task="chnsenticorp", out_dir=str(out), preset="teacher-micro", data_dir=str(SENTI),
                             max_len=40, limit=64, optim=OptimConfig(lr=1e-3, max_steps=6, batch_size=16, eval_every=6,
                                                                    save_every=6, seed=3))

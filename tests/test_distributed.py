@@ -72,7 +72,6 @@ LAUNCHER = textwrap.dedent('''
 ''')
 
 
-
 def test_single_process_context_is_a_no_op(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)

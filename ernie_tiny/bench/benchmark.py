@@ -26,7 +26,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from ernie_tiny.bench.environment import describe_environment
+from ernie_tiny.bench.environment import describe_environment, spinning_warning
 from ernie_tiny.bench.export import ExportOptions, export_model
 from ernie_tiny.bench.latency import Backend, InferFn, LatencyStats, Variant, time_variants
 from ernie_tiny.bench.onnx_session import Device, DeviceUnavailableError, Precision, make_session, providers_for
@@ -309,6 +309,9 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] = print) -> Be
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     config = replace(config, threads=torch.get_num_threads())  # onnxruntime gets the same intra-op thread count
+    warning = spinning_warning(config.threads) if Backend.torch in config.backends else None
+    if warning:
+        log(warning)
     try:
         variants, parity, latency_source = measure(config, device, log)
     finally:

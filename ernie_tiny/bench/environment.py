@@ -48,6 +48,8 @@ def describe_environment(device: str, threads: int) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
         "onnxruntime_intra_op_threads": threads,
+        "onnxruntime_allow_spinning": False,  # set in ernie_tiny.bench.onnx_session.make_session
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default: threads spin while idle)"),
         "load_average_1_5_15": [round(v, 2) for v in load] if load else None,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -59,3 +61,17 @@ def describe_environment(device: str, threads: int) -> dict:
         "measured_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
     }
+
+
+def spinning_warning(threads: int) -> str | None:
+    """A warning when torch's idle OpenMP threads may spin: on a busy machine that distorts torch timings.
+
+    Measured on a shared 2-core machine: ernie-1.0-base, batch 1 x 86 tokens, 2 threads took
+    1792 ms with spinning threads and 257 ms with OMP_WAIT_POLICY=PASSIVE (1 thread: 260 ms).
+    The variable is read when torch loads, so it must be set before the process starts.
+    """
+    if threads > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return (f"warning: torch runs {threads} threads and OMP_WAIT_POLICY is not PASSIVE; idle OpenMP threads "
+                "spin, which on a busy machine slows torch several-fold (onnxruntime's do not spin here). "
+                "Set OMP_WAIT_POLICY=PASSIVE before starting, or use --threads 1")
+    return None

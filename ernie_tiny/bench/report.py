@@ -76,7 +76,8 @@ def caption(result: BenchResult) -> str:
         f"({env['device_name']}, {config.device.value}; {result.latency_source}; maxlen {config.max_len}, "
         f"batch {config.batch_size}, {order}, padded to each batch's longest; "
         f"mean of {config.runs} run{'s' if config.runs > 1 else ''} after {config.warmup_batches} warm-up batches; "
-        f"torch threads = onnxruntime intra-op threads = {env['torch_threads']}.)",
+        f"torch threads = onnxruntime intra-op threads = {env['torch_threads']}; idle threads do not spin: "
+        f"onnxruntime allow_spinning=0, OMP_WAIT_POLICY={env.get('omp_wait_policy')}.)",
         "",
         f"- Latency: mean model time per batch (inputs to device, forward, outputs to host). (Nx) = speed-up over "
         f"{result.reference}: the median over runs of each run's ratio (every run times all variants back to "

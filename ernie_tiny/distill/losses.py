@@ -211,10 +211,13 @@ def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor, ignore_ind
     """Cross-entropy with gold labels: (B, C) with (B,), or (B, S, C) with (B, S) ignoring ``ignore_index``.
 
     L = mean over non-ignored rows of -log softmax(z_s)_y. Single scores (B,) use binary
-    cross-entropy with logits on 0/1 labels (the ranking head's own loss).
+    cross-entropy with logits on 0/1 labels (the ranking head's own loss). A batch with no
+    gold label at all (only teacher-labelled augmented rows) gives 0, not the NaN of an empty mean.
     """
     if student_logits.dim() == 1:
         return F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
+    if not (labels != ignore_index).any():
+        return student_logits.sum() * 0.0
     return F.cross_entropy(student_logits.flatten(0, -2), labels.flatten(), ignore_index=ignore_index)
 
 
