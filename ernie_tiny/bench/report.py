@@ -136,13 +136,14 @@ def bar_chart(result: BenchResult) -> bytes:
         width = 0.8 / len(scored)
         for i, variant in enumerate(scored):
             heights = [100 * variant.metrics.get(t, {}).get(get_task(t).main_metric, 0.0) for t in tasks]
-            ax.bar([x + i * width for x in range(len(tasks))], heights, width,
-                   label=f"{row_name(variant)} {variant.backend} {variant.precision}")
+            bars = ax.bar([x + i * width for x in range(len(tasks))], heights, width,
+                          label=f"{row_name(variant)} {variant.backend} {variant.precision}")
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks([x + width * (len(scored) - 1) / 2 for x in range(len(tasks))],
                       [TASK_TITLES.get(t, t) for t in tasks])
         ax.set_ylabel("dev main metric x100")
         ax.set_ylim(0, 100)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
         ax.set_title("Accuracy", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
