@@ -9,7 +9,7 @@ ratios the README reports:
     same backend, student fed the teacher's char-length sequences (layer count and width alone)
     onnxruntime int8 student vs torch fp32 teacher
 
-Usage (from the repository root; ~20-40 min on 2 cores)::
+Usage (from the repository root; 5-15 min per task on 2 idle cores, exports included)::
 
     python benchmarks/ernie_tiny_table.py --student-tokenizer runs/subword --tasks chnsenticorp lcqmc \
         --batch-size 8 --runs 10 --latency-examples 64 --out runs/benchmarks
