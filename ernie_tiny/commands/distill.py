@@ -14,6 +14,7 @@ import torch
 import typer
 from rich.console import Console
 
+from ernie_tiny.commands.errors import training_command_errors
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
 from ernie_tiny.distill.general import distill_general as run_general
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
@@ -21,7 +22,6 @@ from ernie_tiny.distill.train import distill as run_distill
 from ernie_tiny.model import PRESETS
 from ernie_tiny.subword import DEFAULT_VOCAB_SIZE
 from ernie_tiny.tasks import TASKS
-from ernie_tiny.teacher.finetune import TrainingDivergedError
 
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
@@ -46,11 +46,6 @@ Seed = Annotated[int, typer.Option(help="Seed of init, data order, augmentation 
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")]
 Device = Annotated[Optional[str], typer.Option(help="torch device [default: cuda if available, else cpu].")]
 Threads = Annotated[Optional[int], typer.Option(help="torch CPU threads [default: torch's].")]
-
-
-def fail(console: Console, err: Exception) -> None:
-    console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def distill(
@@ -96,7 +91,7 @@ def distill(
     console = Console()
     if threads is not None:
         torch.set_num_threads(threads)
-    try:
+    with training_command_errors(console, out):
         weights = DistillLossWeights(embedding=embedding_weight, hidden=hidden_weight, attention=attention_weight,
                                      soft=soft_weight, hard=hard_weight, temperature=temperature)
         config = DistillConfig(
@@ -112,11 +107,7 @@ def distill(
         console.print(f"student preset: {config.student_preset or 'default for the device'}; stages "
                       f"{', '.join(s.value for s in config.stage.stages())}")
         run_distill(config, console)
-    except (ValueError, FileNotFoundError, TrainingDivergedError) as err:
-        fail(console, err)
-    except KeyboardInterrupt:
-        console.print(f"interrupted; continue with --resume (state in {out / 'last.pt'})")
-        raise typer.Exit(130) from None
+
 
 
 def distill_general(
@@ -149,7 +140,7 @@ def distill_general(
     console = Console()
     if threads is not None:
         torch.set_num_threads(threads)
-    try:
+    with training_command_errors(console, out):
         config = GeneralDistillConfig(
             teacher=str(teacher), out_dir=str(out), corpus=str(corpus) if corpus else None, max_texts=max_texts,
             student_preset=student_preset.value if student_preset else None,
@@ -158,8 +149,4 @@ def distill_general(
             batch_size=batch_size, max_len=max_len, save_every=save_every, log_every=log_every, seed=seed,
             device=device, resume=resume)
         run_general(config, console)
-    except (ValueError, FileNotFoundError, TrainingDivergedError) as err:
-        fail(console, err)
-    except KeyboardInterrupt:
-        console.print(f"interrupted; continue with --resume (state in {out / 'last.pt'})")
-        raise typer.Exit(130) from None
+

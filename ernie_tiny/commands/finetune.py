@@ -10,9 +10,10 @@ import torch
 import typer
 from rich.console import Console
 
+from ernie_tiny.commands.errors import training_command_errors
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tasks import TASKS
-from ernie_tiny.teacher.finetune import FinetuneConfig, TrainingDivergedError, default_lr, finetune as run_finetune
+from ernie_tiny.teacher.finetune import FinetuneConfig, default_lr, finetune as run_finetune
 from ernie_tiny.training import OptimConfig
 
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
@@ -54,7 +55,7 @@ def finetune(
     console = Console()
     if threads is not None:
         torch.set_num_threads(threads)
-    try:
+    with training_command_errors(console, out):
         optim = OptimConfig(lr=lr if lr is not None else default_lr(init is not None), weight_decay=weight_decay,
                             warmup_ratio=warmup_ratio, max_steps=max_steps, batch_size=batch_size, seed=seed,
                             eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every)
@@ -64,9 +65,4 @@ def finetune(
                                 overwrite=overwrite, limit=limit,
                                 optim=optim)
         run_finetune(config, console)
-    except (ValueError, FileNotFoundError, TrainingDivergedError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        console.print(f"interrupted; continue with --resume (state in {out / 'last.pt'})")
-        raise typer.Exit(130) from None
+
