@@ -4,14 +4,16 @@ Rows (same student preset, tokenizer, data, batch size and total optimizer steps
 
     teacher          the fine-tuned char teacher itself
     labels-only      the student trained on the gold labels alone (hard cross-entropy), no teacher
-    distilled        intermediate stage, then prediction stage, with --augment N   (the full method)
+    joint            layer-wise + prediction-layer losses summed at every step, with --augment N
+    two-stage        TinyBERT's schedule: intermediate stage, then prediction stage, with --augment N
     no-intermediate  prediction stage only (all the steps), with augmentation
-    no-augment       both stages, no augmentation
-    no-alignment     both stages with augmentation, student on the teacher's char tokens (identity alignment)
+    no-augment       the --method (joint or two-stage) without augmentation
+    no-alignment     the --method with augmentation, student on the teacher's char tokens (identity alignment)
 
 Each student row is one ``ernie_tiny.distill.train.distill`` run in ``OUT/<row>/``; ``--jobs``
-runs that many at once (one torch thread each). Writes ``OUT/quality.json`` and
-``OUT/quality.md``.
+runs that many at once (one torch thread each). A row whose ``OUT/<row>/metrics.json``
+was written with the same settings is reused, not rerun (delete the folder to redo it).
+Writes ``OUT/quality.json`` and ``OUT/quality.md`` with every requested row.
 
 Example::
 
@@ -29,14 +31,16 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROWS = ("labels-only", "distilled", "no-intermediate", "no-augment", "no-alignment")
+ROWS = ("labels-only", "joint", "two-stage", "no-intermediate", "no-augment", "no-alignment")
+METHOD_STAGE = {"joint": "joint", "two-stage": "both"}
 DESCRIPTIONS = {
     "teacher": "fine-tuned char teacher",
     "labels-only": "student on gold labels only (hard CE), same steps",
-    "distilled": "intermediate + prediction stages, augmentation",
+    "joint": "layer-wise + prediction losses summed at every step, augmentation",
+    "two-stage": "intermediate stage, then prediction stage (TinyBERT), augmentation",
     "no-intermediate": "prediction stage only (all steps), augmentation",
-    "no-augment": "both stages, no augmentation",
-    "no-alignment": "both stages, augmentation, student on the teacher's char tokens",
+    "no-augment": "the method without augmentation",
+    "no-alignment": "the method with augmentation, student on the teacher's char tokens",
 }
 
 
@@ -49,17 +53,39 @@ def row_config(row: str, args: argparse.Namespace) -> dict:
                 batch_size=args.batch_size, max_len=args.max_len, augment=args.augment, seed=args.seed,
                 eval_every=args.eval_every, save_every=args.eval_every, limit=args.limit, device="cpu",
                 augment_cache_dir=str(Path(args.out) / "pos-cache"),
-                loss_weights={"temperature": args.temperature, "hard": args.hard_weight})
+                loss_weights={"temperature": args.temperature, "hard": args.hard_weight,
+                              **dict.fromkeys(("embedding", "hidden", "attention"), args.feature_weight)})
+    method = {"stage": METHOD_STAGE[args.method]} | ({"steps_prediction": total} if args.method == "joint" else {})
     if row == "labels-only":
         return {**base, "stage": "prediction", "steps_prediction": total, "augment": 0,
                 "loss_weights": {"soft": 0.0, "hard": 1.0}}
+    if row == "joint":
+        return {**base, "stage": "joint", "steps_prediction": total}
     if row == "no-intermediate":
         return {**base, "stage": "prediction", "steps_prediction": total}
     if row == "no-augment":
-        return {**base, "augment": 0}
+        return {**base, **method, "augment": 0}
     if row == "no-alignment":
-        return {**base, "student_tokenizer": "char"}
+        return {**base, **method, "student_tokenizer": "char"}
     return base
+
+
+def finished_row(values: dict) -> dict | None:
+    """The metrics.json of a finished run with these settings, else None."""
+    path = Path(values["out_dir"]) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    saved = metrics.get("config", {})
+    for key, value in values.items():
+        if key == "out_dir":  # the folder may have been renamed
+            continue
+        if key == "loss_weights":
+            if any(saved.get(key, {}).get(name) != weight for name, weight in value.items()):
+                return None
+        elif saved.get(key) != value:
+            return None
+    return metrics
 
 
 def run_row(row: str, values: dict, threads: int) -> dict:
@@ -94,7 +120,8 @@ def table(results: dict[str, dict], main_metric: str) -> str:
              f"{any_run['mean_train_tokens']['teacher']:.1f} | - | {100 * teacher['dev'][main_metric]:.2f} | "
              f"{100 * teacher['test'][main_metric]:.2f} | 100 | - |"]
     for row, m in results.items():
-        steps = f"{m['steps'].get('intermediate', 0)} + {m['steps'].get('prediction', 0)}"
+        steps = f"{m['steps'].get('intermediate', 0)} + {m['steps'].get('prediction', 0)}" if "joint" not in m["steps"] \
+            else f"{m['steps']['joint']} joint"
         lines.append(f"| {row} | {DESCRIPTIONS[row]} | {m['mean_train_tokens']['student']:.1f} | {steps} | "
                      f"{100 * m['student']['dev'][main_metric]:.2f} | {100 * m['student']['test'][main_metric]:.2f} | "
                      f"{m['retention_pct']['test']:.1f}% | {m['train_seconds']:.0f} |")
@@ -108,6 +135,8 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
+    parser.add_argument("--method", choices=sorted(METHOD_STAGE), default="joint",
+                        help="the schedule the no-augment and no-alignment rows ablate")
     parser.add_argument("--student-preset", default="student-small")
     parser.add_argument("--student-tokenizer", default=None, help="subword tokenizer folder [default: embedded-corpus one]")
     parser.add_argument("--steps-intermediate", type=int, default=150)
@@ -115,6 +144,8 @@ def main() -> None:
     parser.add_argument("--augment", type=int, default=2)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--feature-weight", type=float, default=1.0,
+                        help="weight of each embedding / hidden-state / attention term")
     parser.add_argument("--hard-weight", type=float, default=0.0, help="gold-label CE weight in distilled rows")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64)
@@ -134,13 +165,15 @@ def main() -> None:
     started = time.perf_counter()
     # spawn: a fresh interpreter per worker, no forked torch thread pools.
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {row: pool.submit(run_row, row, row_config(row, args), args.threads) for row in rows}
+        configs = {row: row_config(row, args) for row in rows}
+        reused = {row: m for row in rows if (m := finished_row(configs[row])) is not None}
+        futures = {row: pool.submit(run_row, row, configs[row], args.threads) for row in rows if row not in reused}
         results = {}
         for row in rows:
-            results[row] = futures[row].result()
+            results[row] = reused[row] if row in reused else futures[row].result()
             m = results[row]
-            print(f"{row}: test {m['student']['test']} retention {m['retention_pct']['test']:.1f}% "
-                  f"({m['row_wall_seconds']:.0f} s)", flush=True)
+            print(f"{row}{' (reused)' if row in reused else ''}: test {m['student']['test']} retention {m['retention_pct']['test']:.1f}% "
+                  f"({m.get('row_wall_seconds', m['wall_seconds']):.0f} s)", flush=True)
     wall = time.perf_counter() - started
     main_metric = next(iter(results.values()))["main_metric"]
     summary = {"task": args.task, "main_metric": main_metric, "settings": vars(args), "wall_seconds": round(wall, 1),
@@ -149,7 +182,8 @@ def main() -> None:
     any_run = next(iter(results.values()))
     header = (f"## {args.task}: distillation quality\n\nTeacher {any_run['presets']['teacher']}, student "
               f"{any_run['presets']['student']}; batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, "
-              f"augment {args.augment}, temperature {args.temperature}, hard weight {args.hard_weight}; "
+              f"augment {args.augment}, temperature {args.temperature}, hard weight {args.hard_weight}, "
+              f"feature weight {args.feature_weight}; ablations of the {args.method} method; "
               f"{len(rows)} student runs, {args.jobs} at a time, {wall / 60:.1f} min wall.\n\n")
     (out / "quality.md").write_text(header + table(results, main_metric), encoding="utf-8")
     print(header + table(results, main_metric))

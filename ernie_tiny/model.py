@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# HeadKind lives in the torch-free heads module; ernie_tiny.model.HeadKind stays importable, many modules use it
+from ernie_tiny.heads import HeadKind
 
 
 @dataclass(frozen=True)
@@ -238,14 +240,6 @@ class ErnieModel(nn.Module):
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attention_scores=tuple(attention_scores) if output_attention_scores else None,
         )
-
-
-class HeadKind(str, Enum):
-    encoder = "encoder"
-    sequence_classification = "sequence_classification"
-    token_classification = "token_classification"
-    ranking = "ranking"
-    masked_lm = "masked_lm"
 
 
 class ErnieForSequenceClassification(nn.Module):

@@ -29,8 +29,7 @@ class ScaleSettings:
     vocab_size: int
     max_len: int
     teacher_steps: int
-    intermediate_steps: int
-    prediction_steps: int
+    student_steps: int  # joint distillation: layer-wise + prediction-layer losses at every step
     augment: int
     batch_size: int
     eval_every: int
@@ -40,10 +39,10 @@ class ScaleSettings:
 
 SCALES: dict[str, ScaleSettings] = {
     "small": ScaleSettings(teacher_preset="teacher-small", student_preset="student-small", vocab_size=20000, max_len=64,
-                           teacher_steps=300, intermediate_steps=200, prediction_steps=300, augment=1,
+                           teacher_steps=300, student_steps=500, augment=1,
                            batch_size=32, eval_every=200, bench_runs=10),
     "micro": ScaleSettings(teacher_preset="teacher-micro", student_preset="student-micro", vocab_size=2000, max_len=32,
-                           teacher_steps=6, intermediate_steps=4, prediction_steps=4, augment=1,
+                           teacher_steps=6, student_steps=6, augment=1,
                            batch_size=8, eval_every=3, bench_runs=2, limit=64),
 }
 
@@ -94,8 +93,7 @@ def plan_steps(config: QuickstartConfig) -> list[Step]:
              done_marker=str(teacher / "metrics.json"), resume_state=str(teacher / "last.pt")),
         Step("student", ["distill", "--teacher", str(teacher / "best"), "--task", "reviews", "--out", str(student),
                          "--student-preset", s.student_preset, "--student-tokenizer", str(tokenizer),
-                         "--stage", "both", "--steps-intermediate", str(s.intermediate_steps),
-                         "--steps-prediction", str(s.prediction_steps), "--augment", str(s.augment),
+                         "--stage", "joint", "--steps-prediction", str(s.student_steps), "--augment", str(s.augment),
                          "--max-len", str(s.max_len), "--batch-size", str(s.batch_size), "--eval-every", str(s.eval_every),
                          *seed, *limit],
              done_marker=str(student / "metrics.json"), resume_state=str(student / "last.pt")),

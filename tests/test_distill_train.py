@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.commands.distill import distill as distill_command
+from ernie_tiny.distill.align import build_alignment
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
 from ernie_tiny.distill.data import TeacherCache, TeacherTargets, build_items, collate_distill, mapped_layers
 from ernie_tiny.distill.general import distill_general
@@ -66,7 +67,7 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 
 def micro_config(teacher_dir: Path, tokenizer_dir: Path | str, out_dir: Path, **overrides) -> DistillConfig:
     values = dict(teacher=str(teacher_dir), task="chnsenticorp", data_dir=str(SENTI), out_dir=str(out_dir),
-                  student_preset="student-micro", student_tokenizer=str(tokenizer_dir), steps_intermediate=4,
+                  student_preset="student-micro", student_tokenizer=str(tokenizer_dir), stage=Stage.both, steps_intermediate=4,
                   steps_prediction=4, batch_size=8, max_len=40, limit=24, eval_every=2, save_every=2, log_every=1,
                   lr=1e-3, seed=11)
     return DistillConfig(**{**values, **overrides})
@@ -154,6 +155,48 @@ def test_char_student_ablation_uses_the_teacher_tokens(teacher_dir, tmp_path):
     assert best.tokenizer.kind == "char" and best.config.vocab_size == teacher.config.vocab_size
     first = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"][0]
     assert first["loss_attention_l1"] > 0 and first["loss_hidden_l1"] > 0
+
+
+def test_joint_stage_sums_both_objectives_at_every_step(teacher_dir, tokenizer_dir, tmp_path):
+    out = tmp_path / "joint"
+    distill(micro_config(teacher_dir, tokenizer_dir, out, stage=Stage.joint), quiet())
+    train = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
+    assert [r["stage"] for r in train] == ["joint"] * 4
+    for record in train:
+        terms = ["loss_embeddings", "loss_hidden_l1", "loss_hidden_l3", "loss_attention_l3", "loss_soft_ce"]
+        assert all(record[name] > 0 for name in terms)
+        assert record["loss"] == pytest.approx(sum(record[name] for name in record if name.startswith("loss_")),
+                                               rel=1e-4)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == {"joint": 4}
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["split"] == "dev"] == [2, 4]
+    assert (out / "best").is_dir() and not (out / "intermediate").exists()
+
+
+def test_student_reads_only_the_text_the_teacher_kept(teacher_dir, tokenizer_dir):
+    teacher_tokenizer = load_pretrained(teacher_dir).tokenizer
+    student_tokenizer = load_tokenizer(tokenizer_dir)
+    long_a, long_b = [e.text_a for e in load_split("chnsenticorp", SENTI, "dev") if len(e.text_a) > 80][:2]
+    pairs = [(long_a, None), (long_a, long_b), ("房间很干净", None)]
+    items = build_items(pairs, [0, 1, 0], teacher_tokenizer, student_tokenizer, max_len=32)
+    for item, (text_a, text_b) in zip(items, pairs):
+        seen = [0, 0]
+        for span in item.teacher.spans:
+            if not span.is_special:
+                seen[span.text_index] = max(seen[span.text_index], span.end)
+        assert item.teacher.truncated == (text_a != "房间很干净")
+        expected = student_tokenizer.encode(text_a[:seen[0]], None if text_b is None else text_b[:seen[1]], max_len=32)
+        if not item.teacher.truncated:
+            expected = student_tokenizer.encode(text_a, text_b, max_len=32)
+        assert item.student.input_ids == expected.input_ids and item.student.spans == expected.spans
+        assert not item.student.truncated and len(item.student) < len(item.teacher)
+        # Nothing read past the teacher's cut, so more student tokens have a teacher target than
+        # when the student reads its own max_len (the rest are [UNK]s of the tiny test vocabularies).
+        assert all(span.end <= seen[span.text_index] for span in item.student.spans if not span.is_special)
+        if item.teacher.truncated:
+            uncut_student = student_tokenizer.encode(text_a, text_b, max_len=32)
+            uncut_valid = build_alignment(uncut_student, item.teacher, texts=(text_a, text_b)).valid
+            assert item.alignment.valid.mean() > uncut_valid.mean()
 
 
 def test_labels_only_baseline_never_needs_teacher_logits(teacher_dir, tokenizer_dir, tmp_path):

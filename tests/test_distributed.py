@@ -61,7 +61,7 @@ LAUNCHER = textwrap.dedent('''
     from ernie_tiny.distill.train import distill
 
     config = DistillConfig(teacher=sys.argv[2], task="chnsenticorp", data_dir=sys.argv[3], out_dir=out_dir,
-                           student_preset="student-micro", student_tokenizer=sys.argv[4], steps_intermediate=3,
+                           student_preset="student-micro", student_tokenizer=sys.argv[4], stage="both", steps_intermediate=3,
                            steps_prediction=3, batch_size=4, max_len=40, limit=24, eval_every=3, save_every=3,
                            log_every=1, lr=1e-3, augment=1, device="cpu",
                            loss_weights=DistillLossWeights(hard=0.5))

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.finetune import finetune as finetune_command
 from ernie_tiny.model import ErnieConfig, build_model
+from ernie_tiny.task_batches import collate
 from ernie_tiny.tasks import get_task
 from ernie_tiny.teacher.char_tokenizer import CharTokenizer
 from ernie_tiny.teacher.finetune import (FinetuneConfig, TrainingDivergedError, evaluate_model, finetune, prepare,
@@ -132,7 +133,7 @@ def test_reloaded_best_checkpoint_gives_the_same_dev_predictions(tmp_path):
 
     def dev_outputs(model):
         return predict(model, prepared.encoded["dev"].items,
-                       lambda items: __import__("ernie_tiny.tasks").tasks.collate(prepared.task, items, 0), 16)
+                       lambda items: collate(prepared.task, items, 0), 16)
 
     for before, after in zip(dev_outputs(outcome.model), dev_outputs(reloaded.model)):
         assert (before == after).all()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ernie_tiny.checkpoint import CheckpointError, load_pretrained
 from ernie_tiny.commands.teacher import teacher_app
-from ernie_tiny.model import HeadKind
+from ernie_tiny.heads import HeadKind
 from ernie_tiny.teacher.char_tokenizer import CharTokenizer
 from ernie_tiny.teacher.loading import CheckpointFormat, count_parameters, detect_format, load_teacher
 from ernie_tiny.teacher.paddle_loader import (LoDTensorError, lod_tensor_bytes, parse_tensor_desc, read_lod_tensor,

@@ -12,7 +12,8 @@ from torch import nn
 
 from ernie_tiny import training
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.tasks import Example, collate, encode_examples, get_task
+from ernie_tiny.task_batches import collate
+from ernie_tiny.tasks import Example, encode_examples, get_task
 from ernie_tiny.teacher.char_tokenizer import CharTokenizer
 from ernie_tiny.training import (MetricsLog, OptimConfig, batch_for_step, batch_indices, batches, build_optimizer,
                                  capture_rng_state, get_lr, load_training_state, make_progress, plot_loss_curves,

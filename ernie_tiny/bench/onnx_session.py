@@ -48,7 +48,7 @@ class DeviceUnavailableError(RuntimeError):
 class OnnxModelConfig:
     """``onnx_config.json``: everything besides the graph that inference needs."""
 
-    head: str  # ernie_tiny.model.HeadKind value
+    head: str  # ernie_tiny.heads.HeadKind value
     labels: list[str]
     tokenizer_kind: str | None
     precision: Precision = Precision.fp32

@@ -21,7 +21,7 @@ from torch import nn
 
 from ernie_tiny.bench.onnx_session import Precision, run_session
 from ernie_tiny.encoding import Tokenizer, pad_to_arrays
-from ernie_tiny.model import HeadKind
+from ernie_tiny.heads import HeadKind
 from ernie_tiny.tasks import Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
 
 

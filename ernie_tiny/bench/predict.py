@@ -22,6 +22,8 @@ import numpy as np
 from ernie_tiny.bench.onnx_session import (Device, OnnxModelConfig, make_session, resolve_model_path,
                                            run_session)
 from ernie_tiny.encoding import Encoding, pad_to_arrays
+from ernie_tiny.metrics import bio_entities
+from ernie_tiny.tasks import char_tags_from_token_tags
 from ernie_tiny.tokenizers import load_tokenizer
 
 TextInput = str | tuple[str, str | None]
@@ -48,38 +50,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def char_tags_from_token_tags(labels: Sequence[str], encoding: Encoding, token_tags: Sequence[int],
-                              num_chars: int) -> list[str]:
-    """Per-character BIO tags from per-token tags: a token's tag goes to its first character,
-    its other characters continue it (B-X/I-X -> I-X). Uncovered characters (truncated) are O.
-
-    Same rule as ``ernie_tiny.tasks.char_tags_from_tokens``, repeated here because that module imports torch.
-    """
-    tags, tagged = ["O"] * num_chars, set()
-    for span, tag_id in zip(encoding.spans, token_tags):
-        if span.text_index != 0 or span.start in tagged or span.start >= num_chars:
-            continue
-        tagged.add(span.start)
-        tag = labels[int(tag_id)]
-        tags[span.start] = tag
-        inside = "I-" + tag[2:] if tag[:2] in ("B-", "I-") else "O"
-        for position in range(span.start + 1, min(span.end, num_chars)):
-            tags[position] = inside
-    return tags
-
-
 def entities_from_tags(text: str, tags: Sequence[str]) -> list[dict]:
-    """Entity spans of a BIO sequence (an I-X after O or another type starts a new entity)."""
-    entities, kind, start = [], None, 0
-    for position, tag in enumerate(list(tags) + ["O"]):
-        prefix, tag_kind = (tag[:1], tag[2:]) if tag != "O" else ("O", None)
-        continues = prefix == "I" and tag_kind == kind
-        if kind is not None and not continues:
-            entities.append({"type": kind, "start": start, "end": position, "text": text[start:position]})
-            kind = None
-        if prefix in ("B", "I") and not continues:
-            kind, start = tag_kind, position
-    return entities
+    """Entity spans of a BIO sequence in text order (:func:`ernie_tiny.metrics.bio_entities` rules)."""
+    spans = sorted(bio_entities(tags), key=lambda entity: entity[1])  # entities never overlap: starts differ
+    return [{"type": kind, "start": start, "end": end, "text": text[start:end]} for kind, start, end in spans]
 
 
 def read_text_file(path: str | os.PathLike) -> list[TextInput]:

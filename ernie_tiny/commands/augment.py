@@ -134,7 +134,7 @@ def run_augment(console: Console, task: str, out: Path, data_dir: Path | None, s
                                               context_chars=mlm_context, device=device)
     if teacher is not None:  # load before the long work: a bad folder fails fast
         from ernie_tiny.checkpoint import load_pretrained
-        from ernie_tiny.model import HeadKind
+        from ernie_tiny.heads import HeadKind
 
         teacher_model = load_pretrained(teacher, map_location=device)
         if teacher_model.meta.head not in (HeadKind.sequence_classification, HeadKind.ranking):

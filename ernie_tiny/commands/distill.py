@@ -53,7 +53,7 @@ def distill(
     out: Out,
     task: Annotated[TaskName, typer.Option(help="Task; 'reviews' needs no --data-dir.")] = TaskName("reviews"),
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv, dev.tsv, test.tsv.")] = None,
-    stage: Annotated[Stage, typer.Option(help="intermediate (layers), prediction (logits) or both.")] = Stage.both,
+    stage: Annotated[Stage, typer.Option(help="intermediate (layers), prediction (logits), both (one then the other) or joint (both losses at every step, --steps-prediction steps).")] = Stage.joint,
     student_preset: StudentPreset = None,
     student_init: StudentInit = None,
     student_tokenizer: StudentTokenizer = None,
@@ -68,8 +68,8 @@ def distill(
     attention_weight: Annotated[float, typer.Option(help="Weight of each attention loss.")] = 1.0,
     embedding_weight: Annotated[float, typer.Option(help="Weight of the embedding MSE.")] = 1.0,
     attention_loss: AttentionLoss = AttentionLossKind.kl,
-    steps_intermediate: Annotated[int, typer.Option(help="Steps of the intermediate stage.")] = 300,
-    steps_prediction: Annotated[int, typer.Option(help="Steps of the prediction stage.")] = 300,
+    steps_intermediate: Annotated[int, typer.Option(help="Steps of the intermediate stage (--stage both/intermediate).")] = 300,
+    steps_prediction: Annotated[int, typer.Option(help="Steps of the prediction (or joint) stage.")] = 300,
     lr: Lr = 5e-4,
     lr_prediction: Annotated[Optional[float], typer.Option(help="Peak lr of the prediction stage [default: --lr].")] = None,
     batch_size: BatchSize = 32,
@@ -84,7 +84,7 @@ def distill(
     device: Device = None,
     threads: Threads = None,
 ) -> None:
-    """Distil a fine-tuned char teacher into the subword student (TinyBERT's two stages).
+    """Distil a fine-tuned char teacher into the subword student (layer-wise + prediction-layer losses).
 
     Example: ernie-tiny distill --teacher runs/teacher/best --task chnsenticorp --data-dir ../shared/data/chnsenticorp_htl --augment 2 --out runs/student
     """

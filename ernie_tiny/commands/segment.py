@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.subword import DEFAULT_VOCAB_SIZE, Segmentation, SubwordTokenizer, WordBoundary, train_subword_tokenizer
+from ernie_tiny.subword import DEFAULT_MAX_PIECE_CHARS, DEFAULT_VOCAB_SIZE, Segmentation, SubwordTokenizer, WordBoundary, train_subword_tokenizer
 from ernie_tiny.subword.files import CONFIG_FILE
 from ernie_tiny.subword.sources import EMBEDDED, read_corpus_sources
 from ernie_tiny.subword.train import ModelType
@@ -53,11 +53,13 @@ def train(
     wordseg_dict: WordsegDict = None,
     split_by_script: Annotated[bool, typer.Option(help="Keep Han, Latin, digits and punctuation in separate "
                                                        "pieces.")] = True,
+    max_piece_chars: Annotated[int, typer.Option(help="Longest piece in chars (short pieces leave room for more "
+                                                      "whole words).")] = DEFAULT_MAX_PIECE_CHARS,
     max_sentences: Annotated[Optional[int], typer.Option(help="Train on this many texts, sampled evenly.")] = None,
 ) -> None:
     """Train a sentencepiece tokenizer on jieba-segmented text; OUT is a complete tokenizer folder.
 
-    Example: ernie-tiny segment train --vocab-size 50006 --out runs/tokenizer \\
+    Example: ernie-tiny segment train --vocab-size 70000 --out runs/tokenizer \\
     --corpus embedded --corpus ../shared/data/lcqmc/train.tsv
     """
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).is_file():
@@ -70,7 +72,7 @@ def train(
             tokenizer = train_subword_tokenizer(
                 texts, out, vocab_size=vocab_size, model_type=model_type.value, segmentation=segmentation.value,
                 word_boundary=word_boundary.value, user_dict=user_dict, wordseg_dict=wordseg_dict,
-                corpus_description=described, split_by_script=split_by_script,
+                corpus_description=described, split_by_script=split_by_script, max_piece_chars=max_piece_chars,
                 progress=lambda line: (status.update(line), console.print(line)))
     except (ValueError, OSError) as err:
         raise _fail(err) from None

@@ -41,7 +41,8 @@ from ernie_tiny.distill.distributed import DistributedContext, all_gather_object
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.encoding import Encoding, Tokenizer
 from ernie_tiny.model import EncoderOutput, ErnieConfig
-from ernie_tiny.tasks import EncodedSplit, Example, TaskSpec, collate, encode_examples, evaluate, predictions_from_outputs
+from ernie_tiny.task_batches import collate
+from ernie_tiny.tasks import EncodedSplit, Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
 from ernie_tiny.tokenizers import TOKENIZER_CONFIG, load_tokenizer
 from ernie_tiny.training import predict
 
@@ -83,12 +84,31 @@ def build_items(pairs: Sequence[tuple[str, str | None]], labels: Sequence[int], 
         raise ValueError(f"{len(pairs)} texts but {len(labels)} labels")
     teacher_encodings = teacher_tokenizer.encode_batch(list(pairs), max_len=max_len)
     shared = student_tokenizer is None
-    student_encodings = teacher_encodings if shared else student_tokenizer.encode_batch(list(pairs), max_len=max_len)
+    student_encodings = teacher_encodings if shared else student_tokenizer.encode_batch(
+        [seen_by_teacher(pair, encoding) for pair, encoding in zip(pairs, teacher_encodings)], max_len=max_len)
     items = []
     for offset, (pair, label, teacher, student) in enumerate(zip(pairs, labels, teacher_encodings, student_encodings)):
         alignment = identity_alignment(teacher) if shared else build_alignment(student, teacher, texts=pair)
         items.append(DistillItem(start_index + offset, pair[0], pair[1], teacher, student, alignment, int(label)))
     return items
+
+
+def seen_by_teacher(pair: tuple[str, str | None], teacher: Encoding) -> tuple[str, str | None]:
+    """The texts cut where the teacher's truncation cut them (unchanged when it kept everything).
+
+    At equal max_len the shorter subword sequence would read past the teacher's last char: its
+    states there would have no teacher target, and would leak context the teacher never saw
+    into the aligned positions. Spans are offsets into the original texts, so a prefix keeps
+    every offset, and the alignment reads the original pair.
+    """
+    if not teacher.truncated:
+        return pair
+    seen_end = [0, 0]
+    for span in teacher.spans:
+        if not span.is_special:
+            seen_end[span.text_index] = max(seen_end[span.text_index], span.end)
+    text_a, text_b = pair
+    return text_a[:seen_end[0]], None if text_b is None else text_b[:seen_end[1]]
 
 
 def collate_distill(items: Sequence[DistillItem], teacher_pad_id: int, student_pad_id: int) -> DistillBatch:

@@ -1,4 +1,4 @@
-"""The distillation loop: one visible function that runs either TinyBERT stage.
+"""The distillation loop: one visible function that runs any stage (TinyBERT's two, or joint).
 
     Session (teacher, student + projection, items, cache) -> run_stages([intermediate, prediction])
         each step: lr schedule -> batch -> teacher outputs (cached or inference_mode)
@@ -6,7 +6,8 @@
 
 Stage ``intermediate`` runs the student with hidden states and attention scores and
 trains it and the hidden-size projection on the layer-map losses; stage ``prediction``
-trains it on the soft cross-entropy against the teacher's logits (+ hard labels). The
+trains it on the soft cross-entropy against the teacher's logits (+ hard labels); stage
+``joint`` sums both objectives at every step. The
 same loop serves general distillation (:mod:`ernie_tiny.distill.general`): only the
 items and the checkpoint written at the end differ. :func:`distill` (task distillation)
 builds the session, runs the stages and scores teacher and student on dev/test.
@@ -73,30 +74,39 @@ class DistillObjective(nn.Module):
         self.needs_attention = weights.attention > 0 and any(m.feature is Feature.attention for m in layer_map)
 
     def forward(self, batch: DistillBatch, teacher: TeacherTargets | None, stage: Stage) -> "StepLoss":
-        features = stage is Stage.intermediate
+        """The stage's loss: layer-map terms (intermediate), prediction terms (prediction), or their sum (joint)."""
+        features = stage.matches_features
         out = self.student(batch.student.input_ids, batch.student.token_type_ids, batch.student.attention_mask,
                            output_hidden_states=features, output_attention_scores=features and self.needs_attention)
+        total = torch.zeros((), device=batch.student.input_ids.device)
+        terms: dict[str, torch.Tensor] = {}
         if features:
             encoder = out if isinstance(out, EncoderOutput) else out.encoder
             masks = DistillMasks(student=batch.student.attention_mask, teacher=batch.teacher.attention_mask)
-            total, terms = compute_intermediate_loss(encoder, teacher.encoder, self.projection, self.layer_map,
-                                                     batch.aligned, masks, self.weights, self.attention_loss)
-        else:
+            feature_total, feature_terms = compute_intermediate_loss(
+                encoder, teacher.encoder, self.projection, self.layer_map, batch.aligned, masks, self.weights,
+                self.attention_loss)
+            total, terms = total + feature_total, {**terms, **feature_terms}
+        if stage.matches_logits:
             # Augmented rows carry no gold label; a batch of only such rows has no hard term.
             weights = self.weights if batch.has_labels else replace(self.weights, hard=0.0)
             logits = teacher.logits if teacher is not None else None
-            total, terms = compute_prediction_loss(out.logits, logits, batch.labels, weights)
+            prediction_total, prediction_terms = compute_prediction_loss(out.logits, logits, batch.labels, weights)
+            total, terms = total + prediction_total, {**terms, **prediction_terms}
         return StepLoss(total, terms)
 
     def term_names(self, stage: Stage) -> list[str]:
         """The loss terms a stage can log (those with a weight > 0), in a fixed order."""
-        if stage is Stage.prediction:
-            return [name for name, weight in (("soft_ce", self.weights.soft), ("hard_ce", self.weights.hard))
-                    if weight > 0]
-        feature_weight = {Feature.embeddings: self.weights.embedding, Feature.hidden: self.weights.hidden,
-                          Feature.attention: self.weights.attention}
-        return [name for match, name in zip(self.layer_map, self.layer_map.term_names())
-                if feature_weight[match.feature] * match.weight > 0]
+        names = []
+        if stage.matches_features:
+            feature_weight = {Feature.embeddings: self.weights.embedding, Feature.hidden: self.weights.hidden,
+                              Feature.attention: self.weights.attention}
+            names += [name for match, name in zip(self.layer_map, self.layer_map.term_names())
+                      if feature_weight[match.feature] * match.weight > 0]
+        if stage.matches_logits:
+            names += [name for name, weight in (("soft_ce", self.weights.soft), ("hard_ce", self.weights.hard))
+                      if weight > 0]
+        return names
 
 
 class LossWindow:
@@ -201,7 +211,7 @@ class Session:
 
 def teacher_targets(session: Session, batch: DistillBatch, stage: Stage) -> TeacherTargets | None:
     """The teacher's outputs for a batch: from the cache, or one inference-mode forward pass (then cached)."""
-    need_features = stage is Stage.intermediate
+    need_features = stage.matches_features
     if not need_features and session.soft_weight == 0:
         return None
     lengths = batch.teacher.attention_mask.sum(dim=1).tolist()
@@ -287,7 +297,7 @@ def train_stage(session: Session, plan: StagePlan, step_offset: int, optimizer: 
                     log.log(global_step, "train", stage=plan.stage.value, lr=lr, grad_norm=grad_norm.item(),
                             examples_per_s=speed, **means)
                 window, window_examples, window_start = LossWindow(names), 0, time.perf_counter()
-            evaluate_now = session.evaluate_dev is not None and plan.stage is Stage.prediction and (
+            evaluate_now = session.evaluate_dev is not None and plan.stage.matches_logits and (
                 done % settings.eval_every == 0 or done == plan.steps)
             if evaluate_now:
                 evaluate_and_keep_best(session, global_step, state, log)

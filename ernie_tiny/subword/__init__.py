@@ -10,7 +10,8 @@ Usage::
 from ernie_tiny.subword.files import TokenizerFileError
 from ernie_tiny.subword.pieces import Segmentation, WordBoundary
 from ernie_tiny.subword.tokenizer import SubwordConfig, SubwordTokenizer
-from ernie_tiny.subword.train import DEFAULT_VOCAB_SIZE, SubwordTrainConfig, train_subword_tokenizer
+from ernie_tiny.subword.train import (DEFAULT_MAX_PIECE_CHARS, DEFAULT_VOCAB_SIZE, SubwordTrainConfig,
+                                      train_subword_tokenizer)
 
-__all__ = ["DEFAULT_VOCAB_SIZE", "Segmentation", "SubwordConfig", "SubwordTokenizer", "SubwordTrainConfig",
-           "TokenizerFileError", "WordBoundary", "train_subword_tokenizer"]
+__all__ = ["DEFAULT_MAX_PIECE_CHARS", "DEFAULT_VOCAB_SIZE", "Segmentation", "SubwordConfig", "SubwordTokenizer",
+           "SubwordTrainConfig", "TokenizerFileError", "WordBoundary", "train_subword_tokenizer"]

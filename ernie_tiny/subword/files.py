@@ -22,6 +22,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from ernie_tiny.encoding import SPECIAL_TOKENS
+from ernie_tiny.vocab_files import index_vocab, read_vocab_lines
 
 SPM_FILE = "spm.model"
 VOCAB_FILE = "vocab.txt"
@@ -41,28 +42,13 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
     ERNIE vocabularies carry a second TAB field (an id or a count); ids are always line numbers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise TokenizerFileError(f"{path}: vocabulary file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as err:
-        raise TokenizerFileError(f"{path}: not UTF-8 text ({err})") from err
-    if lines and lines[-1] == "":
-        lines.pop()
-    tokens: list[str] = []
-    seen: dict[str, int] = {}
-    for line_no, line in enumerate(lines, start=1):
-        token = line.rstrip("\r").split("\t", 1)[0]
-        if not token:
-            raise TokenizerFileError(f"{path}:{line_no}: empty token")
-        if token in seen:
-            raise TokenizerFileError(f"{path}:{line_no}: token {token!r} repeats line {seen[token]}")
-        seen[token] = line_no
-        tokens.append(token)
-    missing = [t for t in SPECIAL_TOKENS if t not in seen]
+    lines = read_vocab_lines(path, TokenizerFileError)
+    first_fields = ((line.split("\t", 1)[0], index) for index, line in enumerate(lines))
+    vocab = index_vocab(first_fields, path, TokenizerFileError)  # insertion order = line order = id order
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         raise TokenizerFileError(f"{path}: vocabulary lacks the special token(s) {', '.join(missing)}")
-    return tokens
+    return list(vocab)
 
 
 def vocab_text(tokens: list[str]) -> str:

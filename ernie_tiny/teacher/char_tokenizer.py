@@ -26,12 +26,13 @@ import json
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
 from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, TokenSpan
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
+from ernie_tiny.vocab_files import index_vocab, read_vocab_lines
 
 VOCAB_FILE = "vocab.txt"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -327,32 +328,20 @@ def load_model_vocab(directory: str | os.PathLike, model_vocab_size: int) -> "Ch
 def read_vocab_file(path: str | os.PathLike) -> dict[str, int]:
     """Parse a vocab file: plain ``token`` lines (id = line number) or ``token<TAB>id`` lines (ERNIE 1.0)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such vocabulary file")
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8: {err}") from err
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline
-    lines = [line.rstrip("\r") for line in lines]
-    tab_format = bool(lines) and "\t" in lines[0]
-    vocab: dict[str, int] = {}
-    first_line: dict[str, int] = {}
-    for line_no, line in enumerate(lines, start=1):
-        if tab_format:
+    lines = read_vocab_lines(path)
+    tab_format = bool(lines) and "\t" in lines[0]  # the first line decides for the whole file
+
+    def tokens_and_ids() -> Iterator[tuple[str, int]]:
+        for line_no, line in enumerate(lines, start=1):
+            if not tab_format:
+                yield line, line_no - 1
+                continue
             token, sep, index_text = line.rpartition("\t")
             if not sep or not index_text.strip().lstrip("-").isdigit():
                 raise ValueError(f"{path}:{line_no}: expected 'token<TAB>id' like the lines above, got {line!r}")
-            index = int(index_text)
-        else:
-            token, index = line, line_no - 1
-        if token == "":
-            raise ValueError(f"{path}:{line_no}: empty token")
-        if token in vocab:
-            raise ValueError(f"{path}:{line_no}: token {token!r} repeats line {first_line[token]}")
-        vocab[token] = index
-        first_line[token] = line_no
+            yield token, int(index_text)
+
+    vocab = index_vocab(tokens_and_ids(), path)
     if not vocab:
         raise ValueError(f"{path}: empty vocabulary")
     ids = sorted(vocab.values())

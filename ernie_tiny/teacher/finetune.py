@@ -36,8 +36,9 @@ from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretra
 from ernie_tiny.encoding import Tokenizer
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json
 from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
-from ernie_tiny.tasks import (SPLITS, EncodedSplit, Example, TaskSpec, collate, encode_examples, evaluate,
-                              get_task, load_split, predictions_from_outputs)
+from ernie_tiny.task_batches import collate
+from ernie_tiny.tasks import (SPLITS, EncodedSplit, Example, TaskSpec, encode_examples, evaluate, get_task, load_split,
+                              predictions_from_outputs)
 from ernie_tiny.teacher.char_tokenizer import CharTokenizer
 from ernie_tiny.teacher.loading import load_teacher
 from ernie_tiny.tokenizers import load_tokenizer
