@@ -34,16 +34,17 @@ class ScaleSettings:
     batch_size: int
     eval_every: int
     bench_runs: int
+    latency_examples: int | None  # dev texts the latency table times (accuracy: all of dev, or `limit`)
     limit: int | None = None  # examples per split; None = all
 
 
 SCALES: dict[str, ScaleSettings] = {
     "small": ScaleSettings(teacher_preset="teacher-small", student_preset="student-small", vocab_size=20000, max_len=64,
                            teacher_steps=300, student_steps=500, augment=1,
-                           batch_size=32, eval_every=200, bench_runs=10),
+                           batch_size=32, eval_every=200, bench_runs=5, latency_examples=256),
     "micro": ScaleSettings(teacher_preset="teacher-micro", student_preset="student-micro", vocab_size=2000, max_len=32,
                            teacher_steps=6, student_steps=6, augment=1,
-                           batch_size=8, eval_every=3, bench_runs=2, limit=64),
+                           batch_size=8, eval_every=3, bench_runs=2, latency_examples=64, limit=64),
 }
 
 
@@ -104,7 +105,8 @@ def plan_steps(config: QuickstartConfig) -> list[Step]:
         Step("bench", ["bench", "--task", "reviews", "--teacher", str(teacher / "best"), "--student", str(student / "best"),
                        "--device", "cpu", "--backend", "torch", "--backend", "onnxruntime", "--max-len", "128",
                        "--runs", str(s.bench_runs), "--work-dir", str(bench / "onnx"), "--out", str(bench),
-                       *(["--latency-examples", str(s.limit), "--accuracy-examples", str(s.limit)] if s.limit else [])],
+                       *(["--latency-examples", str(s.latency_examples)] if s.latency_examples else []),
+                       *(["--accuracy-examples", str(s.limit)] if s.limit else [])],
              done_marker=str(bench / "bench.json")),
     ]
 
