@@ -242,10 +242,8 @@ class ErnieModel(nn.Module):
         )
 
 
-class ErnieForSequenceClassification(nn.Module):
-    """Single sentences and sentence pairs: logits (B, num_labels) from the pooled [CLS]."""
-
-    head_kind = HeadKind.sequence_classification
+class LinearClassifierHead(nn.Module):
+    """An encoder plus dropout and one linear layer to ``num_labels``; subclasses choose what it reads."""
 
     def __init__(self, config: ErnieConfig, num_labels: int):
         super().__init__()
@@ -254,6 +252,12 @@ class ErnieForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.num_labels = num_labels
         self.ernie._init_weights(self.classifier)
+
+
+class ErnieForSequenceClassification(LinearClassifierHead):
+    """Single sentences and sentence pairs: logits (B, num_labels) from the pooled [CLS]."""
+
+    head_kind = HeadKind.sequence_classification
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, **encoder_kwargs) -> ModelOutput:
         encoder = self.ernie(input_ids, token_type_ids, attention_mask, **encoder_kwargs)
@@ -262,18 +266,10 @@ class ErnieForSequenceClassification(nn.Module):
         return ModelOutput(logits, loss, encoder)
 
 
-class ErnieForTokenClassification(nn.Module):
+class ErnieForTokenClassification(LinearClassifierHead):
     """NER: logits (B, T, num_labels); labels of -100 (padding, special tokens) are ignored."""
 
     head_kind = HeadKind.token_classification
-
-    def __init__(self, config: ErnieConfig, num_labels: int):
-        super().__init__()
-        self.ernie = ErnieModel(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
-        self.num_labels = num_labels
-        self.ernie._init_weights(self.classifier)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, **encoder_kwargs) -> ModelOutput:
         encoder = self.ernie(input_ids, token_type_ids, attention_mask, **encoder_kwargs)
