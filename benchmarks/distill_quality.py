@@ -10,7 +10,7 @@ Rows (same student preset, tokenizer, data, batch size and total optimizer steps
     no-augment       the --method (joint or two-stage) without augmentation
     no-alignment     the --method with augmentation, student on the teacher's char tokens (identity alignment)
 
-Each student row is one ``ernie_tiny.distill.train.distill`` run in ``OUT/<row>/``; ``--jobs``
+Each student row is one ``ernie_tiny.distill.task.distill`` run in ``OUT/<row>/``; ``--jobs``
 runs that many at once (one torch thread each). A row whose ``OUT/<row>/metrics.json``
 was written with the same settings is reused, not rerun (delete the folder to redo it).
 Writes ``OUT/quality.json`` and ``OUT/quality.md`` with every requested row.
@@ -95,7 +95,7 @@ def run_row(row: str, values: dict, threads: int) -> dict:
 
     from ernie_tiny.distill.config import DistillConfig
     from ernie_tiny.distill.losses import DistillLossWeights
-    from ernie_tiny.distill.train import distill
+    from ernie_tiny.distill.task import distill
 
     torch.set_num_threads(threads)
     out_dir = Path(values["out_dir"])

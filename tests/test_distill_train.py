@@ -27,7 +27,7 @@ from ernie_tiny.distill.data import TeacherCache, TeacherTargets, build_items, c
 from ernie_tiny.distill.general import distill_general
 from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import DistillLossWeights
-from ernie_tiny.distill.train import distill
+from ernie_tiny.distill.task import distill
 from ernie_tiny.model import HeadKind
 from ernie_tiny.subword import train_subword_tokenizer
 from ernie_tiny.tasks import load_split

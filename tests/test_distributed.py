@@ -58,7 +58,7 @@ LAUNCHER = textwrap.dedent('''
     torch.set_num_threads(1)
     from ernie_tiny.distill.config import DistillConfig
     from ernie_tiny.distill.losses import DistillLossWeights
-    from ernie_tiny.distill.train import distill
+    from ernie_tiny.distill.task import distill
 
     config = DistillConfig(teacher=sys.argv[2], task="chnsenticorp", data_dir=sys.argv[3], out_dir=out_dir,
                            student_preset="student-micro", student_tokenizer=sys.argv[4], stage="both", steps_intermediate=3,

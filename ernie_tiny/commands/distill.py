@@ -18,7 +18,7 @@ from ernie_tiny.commands.errors import training_command_errors
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
 from ernie_tiny.distill.general import distill_general as run_general
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
-from ernie_tiny.distill.train import distill as run_distill
+from ernie_tiny.distill.task import distill as run_distill
 from ernie_tiny.model import PRESETS
 from ernie_tiny.subword import DEFAULT_VOCAB_SIZE
 from ernie_tiny.tasks import TASKS

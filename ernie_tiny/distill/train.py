@@ -7,10 +7,10 @@
 Stage ``intermediate`` runs the student with hidden states and attention scores and
 trains it and the hidden-size projection on the layer-map losses; stage ``prediction``
 trains it on the soft cross-entropy against the teacher's logits (+ hard labels); stage
-``joint`` sums both objectives at every step. The
-same loop serves general distillation (:mod:`ernie_tiny.distill.general`): only the
-items and the checkpoint written at the end differ. :func:`distill` (task distillation)
-builds the session, runs the stages and scores teacher and student on dev/test.
+``joint`` sums both objectives at every step. The same loop serves task distillation
+(:mod:`ernie_tiny.distill.task`, which builds the session, runs the stages and scores
+teacher and student on dev/test) and general distillation (:mod:`ernie_tiny.distill.general`):
+only the items and the checkpoint written at the end differ.
 
 Files in ``out_dir`` (rank 0 only): ``last.pt`` (resumable: weights, optimizer, RNG,
 stage, step), ``intermediate/`` (student after stage 1), ``best/`` (best dev student,
@@ -31,26 +31,19 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretrained
-from ernie_tiny.distill.config import DistillConfig, Stage, resolve_student_preset
-from ernie_tiny.distill.data import (DistillBatch, DistillItem, SplitEvaluator, TeacherCache, TeacherTargets,
-                                     alignment_coverage, collate_distill, mean_tokens, resolve_student_tokenizer,
-                                     teacher_cache, training_items)
-from ernie_tiny.distill.distributed import (DistributedContext, all_reduce_sum, barrier, init_distributed,
-                                            shutdown_distributed, unwrap, wrap_ddp)
-from ernie_tiny.distill.layer_map import Feature, LayerMap, parse_layer_map
+from ernie_tiny.checkpoint import LoadedCheckpoint, save_pretrained
+from ernie_tiny.distill.config import Stage
+from ernie_tiny.distill.data import DistillBatch, DistillItem, TeacherCache, TeacherTargets, collate_distill
+from ernie_tiny.distill.distributed import DistributedContext, all_reduce_sum, barrier, unwrap, wrap_ddp
+from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, DistillMasks, compute_intermediate_loss,
                                        compute_prediction_loss)
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.encoding import Tokenizer
-from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.model import EncoderOutput, ErnieConfig, HeadKind, ModelOutput, build_model, encoder_of
-from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_split
 from ernie_tiny.teacher.finetune import TrainingDivergedError
-from ernie_tiny.teacher.loading import load_teacher
 from ernie_tiny.training import (MetricsLog, batch_for_step, build_optimizer, format_losses, get_lr,
-                                 load_training_state, make_progress, plain, plot_loss_curves, save_training_state,
-                                 set_seed)
+                                 load_training_state, make_progress, plain, save_training_state, set_seed)
 
 LAST_STATE = "last.pt"
 BEST_DIR = "best"
@@ -386,17 +379,7 @@ def run_stages(session: Session, plans: list[StagePlan], resume: bool,
     return state
 
 
-# ---- task distillation: build the session, run both stages, score the result --------------------------
-
-@dataclass
-class DistillResult:
-    out_dir: Path
-    student_dir: Path  # best/ (or intermediate/ for a stage-1-only run)
-    teacher: dict[str, dict[str, float]]  # split -> metrics
-    student: dict[str, dict[str, float]]
-    retention: dict[str, float]  # split -> 100 * student / teacher main metric
-    train_seconds: float
-
+# ---- the student -------------------------------------------------------------------------------------
 
 def build_student(config: ErnieConfig | None, init: LoadedCheckpoint | None, head: HeadKind, num_labels: int,
                   tokenizer: Tokenizer, labels: list[str]) -> tuple[nn.Module, str]:
@@ -416,115 +399,3 @@ def build_student(config: ErnieConfig | None, init: LoadedCheckpoint | None, hea
         return model, f"{init.config.describe()}, all weights from the init checkpoint"
     encoder_of(model).load_state_dict(encoder_of(init.model).state_dict())
     return model, f"{init.config.describe()}, encoder from the init checkpoint ({init.meta.head.value} head dropped)"
-
-
-def teacher_for_task(path: str, task: TaskSpec, device: torch.device) -> LoadedCheckpoint:
-    """The fine-tuned teacher in eval mode without gradients; its head and labels must fit the task."""
-    loaded = load_teacher(path)
-    if loaded.tokenizer is None:
-        raise ValueError(f"{path}: the teacher has no tokenizer files (vocab.txt)")
-    if loaded.meta.head is not task.head:
-        raise ValueError(f"{path}: teacher head is {loaded.meta.head.value}, task {task.name} needs {task.head.value}: "
-                         f"fine-tune it first (ernie-tiny teacher finetune --init {path} --task {task.name})")
-    if loaded.meta.labels and list(loaded.meta.labels) != list(task.labels):
-        raise ValueError(f"{path}: teacher labels {loaded.meta.labels} differ from task {task.name}'s {list(task.labels)}")
-    loaded.model.to(device).eval().requires_grad_(False)
-    return loaded
-
-
-def distill(config: DistillConfig, console: Console | None = None,
-            after_step: Callable[[int], None] | None = None) -> DistillResult:
-    """Distil the teacher into the student on ``config.task``: stages, best checkpoint, metrics.json."""
-    ctx = init_distributed(config.device)
-    try:
-        console = console or Console()
-        if not ctx.is_main:
-            console = Console(quiet=True)
-        return distill_in_context(config, ctx, console, after_step)
-    finally:
-        shutdown_distributed(ctx)
-
-
-def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: Console,
-                       after_step: Callable[[int], None] | None) -> DistillResult:
-    wall_start = time.perf_counter()
-    task = get_task(config.task)
-    if task.kind is TaskKind.ner or (task.kind is TaskKind.ranking and config.augment):
-        raise ValueError(f"task {task.name}: distill supports sentence and pair classification (and ranking "
-                         f"without --augment); {task.kind.value} is not supported")
-    out_dir = Path(config.out_dir)
-    if not config.resume and (out_dir / LAST_STATE).exists():
-        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
-    teacher = teacher_for_task(config.teacher, task, ctx.device)
-    has_test = config.data_dir is None or (Path(config.data_dir) / "test.tsv").is_file()
-    examples = {split: load_split(task, config.data_dir, split)[:config.limit]
-                for split in ("train", "dev", "test") if split != "test" or has_test}
-    init = load_pretrained(config.student_init) if config.student_init else None
-    student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
-                                            teacher.tokenizer, config.subword_vocab_size, ctx, console)
-    preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
-    set_seed(config.seed)  # the student's initial weights follow from the seed
-    student, student_note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, task.head,
-                                          task.num_labels, student_tok.tokenizer, list(task.labels))
-    student_config = encoder_of(student).config
-    for name, limit in (("teacher", teacher.config.max_position_embeddings),
-                        ("student", student_config.max_position_embeddings)):
-        if config.max_len > limit:
-            raise ValueError(f"max_len {config.max_len} exceeds the {name}'s max_position_embeddings {limit}")
-    layer_map = parse_layer_map(config.layer_map, teacher.config.num_layers, student_config.num_layers)
-    projection = HiddenProjection.for_layer_map(student_config.hidden_size, teacher.config.hidden_size, layer_map,
-                                                per_match=config.per_layer_projection)
-    objective = DistillObjective(student, projection, layer_map, config.loss_weights, config.attention_loss)
-    items, augmented = training_items(config, examples["train"], teacher.tokenizer, student_tok, ctx, console)
-    cache = teacher_cache(config, teacher.config, layer_map, items)
-    evaluator = SplitEvaluator(task, examples, config.max_len, config.eval_batch_size, ctx)
-    presets = {"teacher": teacher.config.preset, "student": student_config.preset}
-    console.print(f"teacher: {teacher.config.describe()} ({config.teacher})")
-    console.print(f"student: {student_note}; tokenizer: {student_tok.source}")
-    console.print(f"examples: train {len(examples['train'])} + {augmented} augmented, "
-                  + ", ".join(f"{s} {len(examples[s])}" for s in examples if s != "train")
-                  + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
-                  + ("off" if cache is None else "logits + features" if cache.keep_features else "logits")
-                  + f"; {ctx.world_size} process(es) on {ctx.device}")
-    settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
-                            config.seed, config.save_every, config.log_every, config.eval_every,
-                            frozenset({"resume", "out_dir", "device", "eval_batch_size", "save_every", "log_every"}))
-    session = Session(ctx, console, out_dir, settings, config, teacher.model, teacher.tokenizer, student_tok.tokenizer,
-                      objective, items, cache, Amp.for_device(ctx.device),
-                      evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
-                      main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
-                      checkpoint_extra={"teacher": config.teacher, "presets": presets},
-                      soft_weight=config.loss_weights.soft)
-
-    def on_stage_end(stage: Stage) -> None:
-        if stage is Stage.intermediate:
-            session.save_student(out_dir / INTERMEDIATE_DIR, {"stage": stage.value})
-
-    plans = [StagePlan(stage, config.stage_steps(stage), config.stage_lr(stage)) for stage in config.stage.stages()]
-    state = run_stages(session, plans, config.resume, after_step, on_stage_end)
-    barrier(ctx)
-    student_dir = out_dir / (BEST_DIR if (out_dir / BEST_DIR).is_dir() else INTERMEDIATE_DIR)
-    final = load_pretrained(student_dir).model.to(ctx.device)
-    splits = [s for s in ("dev", "test") if s in examples]
-    scores = {"teacher": {s: evaluator(teacher.model, teacher.tokenizer, s) for s in splits},
-              "student": {s: evaluator(final, student_tok.tokenizer, s) for s in splits}}
-    retention = {s: 100.0 * scores["student"][s][task.main_metric] / max(scores["teacher"][s][task.main_metric], 1e-12)
-                 for s in splits}
-    result = DistillResult(out_dir, student_dir, scores["teacher"], scores["student"], retention, state.train_seconds)
-    if ctx.is_main:
-        atomic_write_json(out_dir / "metrics.json", {
-            "task": task.name, "main_metric": task.main_metric, "teacher": scores["teacher"],
-            "student": scores["student"], "retention_pct": retention, "student_dir": str(student_dir),
-            "best_step": state.best["step"], "best_dev": state.best["dev"],
-            "steps": {p.stage.value: p.steps for p in plans}, "presets": presets,
-            "student_tokenizer": student_tok.source, "examples": {**{s: len(v) for s, v in examples.items()},
-                                                                  "augmented": augmented},
-            "mean_train_tokens": mean_tokens(items[:len(examples["train"])]),
-            "world_size": ctx.world_size, "device": str(ctx.device), "train_seconds": round(state.train_seconds, 1),
-            "wall_seconds": round(time.perf_counter() - wall_start, 1), "config": plain(config)})
-        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
-        console.print("teacher " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["teacher"].items()))
-        console.print("student " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["student"].items())
-                      + " | retention " + ", ".join(f"{s} {r:.1f}%" for s, r in retention.items())
-                      + f" | {student_dir}")
-    return result

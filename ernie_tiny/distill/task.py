@@ -1,0 +1,162 @@
+"""Task distillation: build the session for ``config.task``, run its stages, score teacher and student.
+
+    DistillConfig -> teacher (fine-tuned, frozen) + student (preset or --student-init) + items
+                  -> ernie_tiny.distill.train.run_stages -> best/ -> dev/test metrics -> metrics.json
+
+Example::
+
+    from ernie_tiny.distill.config import DistillConfig
+    from ernie_tiny.distill.task import distill
+    result = distill(DistillConfig(teacher="runs/teacher/best", task="chnsenticorp",
+                                   data_dir="../shared/data/chnsenticorp_htl", out_dir="runs/student", augment=2))
+    result.retention["test"]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
+from ernie_tiny.distill.config import DistillConfig, Stage, resolve_student_preset
+from ernie_tiny.distill.data import (SplitEvaluator, alignment_coverage, mean_tokens, resolve_student_tokenizer,
+                                     teacher_cache, training_items)
+from ernie_tiny.distill.distributed import DistributedContext, barrier, init_distributed, shutdown_distributed
+from ernie_tiny.distill.layer_map import parse_layer_map
+from ernie_tiny.distill.projection import HiddenProjection
+from ernie_tiny.distill.train import (BEST_DIR, INTERMEDIATE_DIR, LAST_STATE, Amp, DistillObjective, LoopSettings,
+                                      Session, StagePlan, build_student, run_stages)
+from ernie_tiny.io_utils import atomic_write_json
+from ernie_tiny.model import ErnieConfig, encoder_of
+from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_split
+from ernie_tiny.teacher.loading import load_teacher
+from ernie_tiny.training import format_losses, plain, plot_loss_curves, set_seed
+
+
+# ---- task distillation: build the session, run both stages, score the result --------------------------
+
+@dataclass
+class DistillResult:
+    out_dir: Path
+    student_dir: Path  # best/ (or intermediate/ for a stage-1-only run)
+    teacher: dict[str, dict[str, float]]  # split -> metrics
+    student: dict[str, dict[str, float]]
+    retention: dict[str, float]  # split -> 100 * student / teacher main metric
+    train_seconds: float
+
+
+def teacher_for_task(path: str, task: TaskSpec, device: torch.device) -> LoadedCheckpoint:
+    """The fine-tuned teacher in eval mode without gradients; its head and labels must fit the task."""
+    loaded = load_teacher(path)
+    if loaded.tokenizer is None:
+        raise ValueError(f"{path}: the teacher has no tokenizer files (vocab.txt)")
+    if loaded.meta.head is not task.head:
+        raise ValueError(f"{path}: teacher head is {loaded.meta.head.value}, task {task.name} needs {task.head.value}: "
+                         f"fine-tune it first (ernie-tiny teacher finetune --init {path} --task {task.name})")
+    if loaded.meta.labels and list(loaded.meta.labels) != list(task.labels):
+        raise ValueError(f"{path}: teacher labels {loaded.meta.labels} differ from task {task.name}'s {list(task.labels)}")
+    loaded.model.to(device).eval().requires_grad_(False)
+    return loaded
+
+
+def distill(config: DistillConfig, console: Console | None = None,
+            after_step: Callable[[int], None] | None = None) -> DistillResult:
+    """Distil the teacher into the student on ``config.task``: stages, best checkpoint, metrics.json."""
+    ctx = init_distributed(config.device)
+    try:
+        console = console or Console()
+        if not ctx.is_main:
+            console = Console(quiet=True)
+        return distill_in_context(config, ctx, console, after_step)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: Console,
+                       after_step: Callable[[int], None] | None) -> DistillResult:
+    wall_start = time.perf_counter()
+    task = get_task(config.task)
+    if task.kind is TaskKind.ner or (task.kind is TaskKind.ranking and config.augment):
+        raise ValueError(f"task {task.name}: distill supports sentence and pair classification (and ranking "
+                         f"without --augment); {task.kind.value} is not supported")
+    out_dir = Path(config.out_dir)
+    if not config.resume and (out_dir / LAST_STATE).exists():
+        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
+    teacher = teacher_for_task(config.teacher, task, ctx.device)
+    has_test = config.data_dir is None or (Path(config.data_dir) / "test.tsv").is_file()
+    examples = {split: load_split(task, config.data_dir, split)[:config.limit]
+                for split in ("train", "dev", "test") if split != "test" or has_test}
+    init = load_pretrained(config.student_init) if config.student_init else None
+    student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
+                                            teacher.tokenizer, config.subword_vocab_size, ctx, console)
+    preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
+    set_seed(config.seed)  # the student's initial weights follow from the seed
+    student, student_note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, task.head,
+                                          task.num_labels, student_tok.tokenizer, list(task.labels))
+    student_config = encoder_of(student).config
+    for name, limit in (("teacher", teacher.config.max_position_embeddings),
+                        ("student", student_config.max_position_embeddings)):
+        if config.max_len > limit:
+            raise ValueError(f"max_len {config.max_len} exceeds the {name}'s max_position_embeddings {limit}")
+    layer_map = parse_layer_map(config.layer_map, teacher.config.num_layers, student_config.num_layers)
+    projection = HiddenProjection.for_layer_map(student_config.hidden_size, teacher.config.hidden_size, layer_map,
+                                                per_match=config.per_layer_projection)
+    objective = DistillObjective(student, projection, layer_map, config.loss_weights, config.attention_loss)
+    items, augmented = training_items(config, examples["train"], teacher.tokenizer, student_tok, ctx, console)
+    cache = teacher_cache(config, teacher.config, layer_map, items)
+    evaluator = SplitEvaluator(task, examples, config.max_len, config.eval_batch_size, ctx)
+    presets = {"teacher": teacher.config.preset, "student": student_config.preset}
+    console.print(f"teacher: {teacher.config.describe()} ({config.teacher})")
+    console.print(f"student: {student_note}; tokenizer: {student_tok.source}")
+    console.print(f"examples: train {len(examples['train'])} + {augmented} augmented, "
+                  + ", ".join(f"{s} {len(examples[s])}" for s in examples if s != "train")
+                  + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
+                  + ("off" if cache is None else "logits + features" if cache.keep_features else "logits")
+                  + f"; {ctx.world_size} process(es) on {ctx.device}")
+    settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
+                            config.seed, config.save_every, config.log_every, config.eval_every,
+                            frozenset({"resume", "out_dir", "device", "eval_batch_size", "save_every", "log_every"}))
+    session = Session(ctx, console, out_dir, settings, config, teacher.model, teacher.tokenizer, student_tok.tokenizer,
+                      objective, items, cache, Amp.for_device(ctx.device),
+                      evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
+                      main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
+                      checkpoint_extra={"teacher": config.teacher, "presets": presets},
+                      soft_weight=config.loss_weights.soft)
+
+    def on_stage_end(stage: Stage) -> None:
+        if stage is Stage.intermediate:
+            session.save_student(out_dir / INTERMEDIATE_DIR, {"stage": stage.value})
+
+    plans = [StagePlan(stage, config.stage_steps(stage), config.stage_lr(stage)) for stage in config.stage.stages()]
+    state = run_stages(session, plans, config.resume, after_step, on_stage_end)
+    barrier(ctx)
+    student_dir = out_dir / (BEST_DIR if (out_dir / BEST_DIR).is_dir() else INTERMEDIATE_DIR)
+    final = load_pretrained(student_dir).model.to(ctx.device)
+    splits = [s for s in ("dev", "test") if s in examples]
+    scores = {"teacher": {s: evaluator(teacher.model, teacher.tokenizer, s) for s in splits},
+              "student": {s: evaluator(final, student_tok.tokenizer, s) for s in splits}}
+    retention = {s: 100.0 * scores["student"][s][task.main_metric] / max(scores["teacher"][s][task.main_metric], 1e-12)
+                 for s in splits}
+    result = DistillResult(out_dir, student_dir, scores["teacher"], scores["student"], retention, state.train_seconds)
+    if ctx.is_main:
+        atomic_write_json(out_dir / "metrics.json", {
+            "task": task.name, "main_metric": task.main_metric, "teacher": scores["teacher"],
+            "student": scores["student"], "retention_pct": retention, "student_dir": str(student_dir),
+            "best_step": state.best["step"], "best_dev": state.best["dev"],
+            "steps": {p.stage.value: p.steps for p in plans}, "presets": presets,
+            "student_tokenizer": student_tok.source, "examples": {**{s: len(v) for s, v in examples.items()},
+                                                                  "augmented": augmented},
+            "mean_train_tokens": mean_tokens(items[:len(examples["train"])]),
+            "world_size": ctx.world_size, "device": str(ctx.device), "train_seconds": round(state.train_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - wall_start, 1), "config": plain(config)})
+        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+        console.print("teacher " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["teacher"].items()))
+        console.print("student " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["student"].items())
+                      + " | retention " + ", ".join(f"{s} {r:.1f}%" for s, r in retention.items())
+                      + f" | {student_dir}")
+    return result
