@@ -20,13 +20,14 @@ Usage::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
 
 
@@ -159,3 +160,17 @@ def broadcast_object(obj: Any, ctx: DistributedContext) -> Any:
 def reduce_device(ctx: DistributedContext) -> torch.device:
     # NCCL reduces only CUDA tensors; gloo only CPU ones.
     return ctx.device if ctx.backend == "nccl" else torch.device("cpu")
+
+
+Result = TypeVar("Result")
+
+
+def run_in_process_group(device: str | None, console: Console | None,
+                         body: Callable[[DistributedContext, Console], Result]) -> Result:
+    """``body(ctx, console)`` inside the process group (one process outside torchrun); only rank 0 prints."""
+    ctx = init_distributed(device)
+    try:
+        console = (console or Console()) if ctx.is_main else Console(quiet=True)
+        return body(ctx, console)
+    finally:
+        shutdown_distributed(ctx)

@@ -29,7 +29,7 @@ from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.corpus import embedded_corpus_texts
 from ernie_tiny.distill.config import GeneralDistillConfig, Stage, resolve_student_preset
 from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items, resolve_student_tokenizer
-from ernie_tiny.distill.distributed import DistributedContext, barrier, init_distributed, shutdown_distributed
+from ernie_tiny.distill.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.layer_map import parse_layer_map
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.distill.train import (LAST_STATE, Amp, DistillObjective, LoopSettings, Session, StagePlan,
@@ -73,12 +73,8 @@ def read_corpus(path: str | None, max_texts: int | None) -> list[str]:
 def distill_general(config: GeneralDistillConfig, console: Console | None = None,
                     after_step: Callable[[int], None] | None = None) -> GeneralDistillResult:
     """Train a task-agnostic student on the intermediate-layer losses; writes ``out_dir/student``."""
-    ctx = init_distributed(config.device)
-    try:
-        console = (console or Console()) if ctx.is_main else Console(quiet=True)
-        return general_in_context(config, ctx, console, after_step)
-    finally:
-        shutdown_distributed(ctx)
+    return run_in_process_group(config.device, console,
+                                lambda ctx, console: general_in_context(config, ctx, console, after_step))
 
 
 def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, console: Console,

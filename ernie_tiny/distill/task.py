@@ -26,7 +26,7 @@ from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.distill.config import DistillConfig, Stage, resolve_student_preset
 from ernie_tiny.distill.data import (SplitEvaluator, alignment_coverage, mean_tokens, resolve_student_tokenizer,
                                      teacher_cache, training_items)
-from ernie_tiny.distill.distributed import DistributedContext, barrier, init_distributed, shutdown_distributed
+from ernie_tiny.distill.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.layer_map import parse_layer_map
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.distill.train import (BEST_DIR, INTERMEDIATE_DIR, LAST_STATE, Amp, DistillObjective, LoopSettings,
@@ -67,14 +67,8 @@ def teacher_for_task(path: str, task: TaskSpec, device: torch.device) -> LoadedC
 def distill(config: DistillConfig, console: Console | None = None,
             after_step: Callable[[int], None] | None = None) -> DistillResult:
     """Distil the teacher into the student on ``config.task``: stages, best checkpoint, metrics.json."""
-    ctx = init_distributed(config.device)
-    try:
-        console = console or Console()
-        if not ctx.is_main:
-            console = Console(quiet=True)
-        return distill_in_context(config, ctx, console, after_step)
-    finally:
-        shutdown_distributed(ctx)
+    return run_in_process_group(config.device, console,
+                                lambda ctx, console: distill_in_context(config, ctx, console, after_step))
 
 
 def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: Console,
