@@ -74,6 +74,19 @@ def check_preset(preset: str | None) -> None:
         raise ValueError(f"unknown student preset {preset!r}; known presets: {', '.join(PRESETS)}")
 
 
+def check_shared_settings(config: "DistillConfig | GeneralDistillConfig") -> None:
+    """The checks both distillation configs share: sequence length, schedule, regularisation, attention loss."""
+    if config.max_len < 8:
+        raise ValueError(f"max_len must be >= 8, got {config.max_len}")
+    if not 0 <= config.warmup_ratio < 1:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
+    if config.weight_decay < 0 or config.grad_clip < 0:
+        raise ValueError("weight_decay and grad_clip must be >= 0")
+    if config.attention_loss is AttentionLossKind.score_mse and config.student_tokenizer != CHAR_TOKENIZER:
+        raise ValueError("attention loss score_mse compares raw scores position by position: it needs "
+                         "--student-tokenizer char (a shared tokenizer)")
+
+
 @dataclass
 class DistillConfig:
     teacher: str  # fine-tuned teacher: our checkpoint folder, a Hugging Face folder or a Paddle folder
@@ -126,8 +139,7 @@ class DistillConfig:
         check_positive(self, ("subword_vocab_size", "batch_size", "eval_batch_size", "eval_every", "save_every",
                               "log_every", "limit", "teacher_cache_mb"))
         check_positive(self, ("steps_intermediate", "steps_prediction", "augment"), minimum=0)
-        if self.max_len < 8:
-            raise ValueError(f"max_len must be >= 8, got {self.max_len}")
+        check_shared_settings(self)
         if Stage.intermediate in self.stage.stages() and self.steps_intermediate < 1:
             raise ValueError("the intermediate stage needs --steps-intermediate >= 1")
         if any(s.matches_logits for s in self.stage.stages()) and self.steps_prediction < 1:
@@ -136,13 +148,6 @@ class DistillConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("weight_decay and grad_clip must be >= 0")
-        if self.attention_loss is AttentionLossKind.score_mse and self.student_tokenizer != CHAR_TOKENIZER:
-            raise ValueError("attention loss score_mse compares raw scores position by position: it needs "
-                             "--student-tokenizer char (a shared tokenizer)")
         if self.augment and self.loss_weights.soft == 0:
             raise ValueError("augmented examples have no gold labels: --augment needs a soft-target weight > 0")
         self.augment_config()  # raises on a bad augmentation option
@@ -201,13 +206,6 @@ class GeneralDistillConfig:
             self.loss_weights = DistillLossWeights(**self.loss_weights)
         check_preset(self.student_preset)
         check_positive(self, ("subword_vocab_size", "steps", "batch_size", "save_every", "log_every", "max_texts"))
-        if self.max_len < 8:
-            raise ValueError(f"max_len must be >= 8, got {self.max_len}")
+        check_shared_settings(self)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("weight_decay and grad_clip must be >= 0")
-        if self.attention_loss is AttentionLossKind.score_mse and self.student_tokenizer != CHAR_TOKENIZER:
-            raise ValueError("attention loss score_mse needs --student-tokenizer char (a shared tokenizer)")
