@@ -228,10 +228,12 @@ def batches(items: Sequence[T], batch_size: int, shuffle: bool, seed: int = 0, e
 def batch_for_step(items: Sequence[T], step: int, batch_size: int, seed: int,
                    rank: int = 0, world_size: int = 1) -> list[T]:
     """The shuffled training batch of global ``step``: epoch ``step // steps_per_epoch``, then its position."""
-    steps_per_epoch = len(batch_indices(len(items), batch_size, False, 0, 0, rank, world_size))
-    epoch, position = divmod(step, steps_per_epoch)
-    indices = batch_indices(len(items), batch_size, True, seed, epoch, rank, world_size)[position]
-    return [items[i] for i in indices]
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    per_rank = -(-len(items) // world_size)  # each rank's share after DistributedSampler's wrap-around
+    epoch, position = divmod(step, -(-per_rank // batch_size))
+    order = _epoch_order(len(items), True, seed, epoch, rank, world_size)
+    return [items[i] for i in order[position * batch_size:(position + 1) * batch_size]]
 
 
 # ---- logging, plots, progress ---------------------------------------------------------------------
