@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROWS = ("labels-only", "joint", "two-stage", "no-intermediate", "no-augment", "no-alignment")
-METHOD_STAGE = {"joint": "joint", "two-stage": "both"}
+METHODS = ("joint", "two-stage")  # the schedules a distilled row can use
 DESCRIPTIONS = {
     "teacher": "fine-tuned char teacher",
     "labels-only": "student on gold labels only (hard CE), same steps",
@@ -55,19 +55,19 @@ def row_config(row: str, args: argparse.Namespace) -> dict:
                 augment_cache_dir=str(Path(args.out) / "pos-cache"),
                 loss_weights={"temperature": args.temperature, "hard": args.hard_weight,
                               **dict.fromkeys(("embedding", "hidden", "attention"), args.feature_weight)})
-    method = {"stage": METHOD_STAGE[args.method]} | ({"steps_prediction": total} if args.method == "joint" else {})
+    schedules = {"joint": {"stage": "joint", "steps_prediction": total}, "two-stage": {"stage": "both"}}
     if row == "labels-only":
         return {**base, "stage": "prediction", "steps_prediction": total, "augment": 0,
                 "loss_weights": {"soft": 0.0, "hard": 1.0}}
-    if row == "joint":
-        return {**base, "stage": "joint", "steps_prediction": total}
+    if row in schedules:
+        return {**base, **schedules[row]}
     if row == "no-intermediate":
         return {**base, "stage": "prediction", "steps_prediction": total}
     if row == "no-augment":
-        return {**base, **method, "augment": 0}
+        return {**base, **schedules[args.method], "augment": 0}
     if row == "no-alignment":
-        return {**base, **method, "student_tokenizer": "char"}
-    return base
+        return {**base, **schedules[args.method], "student_tokenizer": "char"}
+    raise ValueError(f"unknown row {row!r}")
 
 
 def finished_row(values: dict) -> dict | None:
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
-    parser.add_argument("--method", choices=sorted(METHOD_STAGE), default="joint",
+    parser.add_argument("--method", choices=METHODS, default="joint",
                         help="the schedule the no-augment and no-alignment rows ablate")
     parser.add_argument("--student-preset", default="student-small")
     parser.add_argument("--student-tokenizer", default=None, help="subword tokenizer folder [default: embedded-corpus one]")
