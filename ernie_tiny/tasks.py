@@ -239,6 +239,13 @@ def load_split(task: TaskSpec | str, data_dir: str | os.PathLike | None, split: 
     return read_task_file(task, Path(data_dir) / f"{split}.tsv")
 
 
+def load_splits(task: TaskSpec | str, data_dir: str | os.PathLike | None, limit: int | None = None
+                ) -> dict[str, list[Example]]:
+    """``train``, ``dev`` and, when ``test.tsv`` exists (always for embedded data), ``test``: first ``limit`` rows."""
+    has_test = data_dir is None or (Path(data_dir) / "test.tsv").is_file()
+    return {split: load_split(task, data_dir, split)[:limit] for split in SPLITS if split != "test" or has_test}
+
+
 # ---- the embedded reviews task ------------------------------------------------------------------
 
 REVIEWS_SEED = 20240611

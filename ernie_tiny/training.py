@@ -109,6 +109,10 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
     return torch.optim.AdamW(groups, lr=lr)
 
 
+class TrainingDivergedError(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
 # ---- RNG and training state ---------------------------------------------------------------------
 
 def capture_rng_state() -> dict:

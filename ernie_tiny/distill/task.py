@@ -33,7 +33,7 @@ from ernie_tiny.distill.train import (BEST_DIR, INTERMEDIATE_DIR, LAST_STATE, Am
                                       Session, StagePlan, build_student, run_stages)
 from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.model import ErnieConfig, encoder_of
-from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_split
+from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_splits
 from ernie_tiny.teacher.loading import load_teacher
 from ernie_tiny.training import format_losses, plain, plot_loss_curves, set_seed
 
@@ -82,9 +82,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
     if not config.resume and (out_dir / LAST_STATE).exists():
         raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
     teacher = teacher_for_task(config.teacher, task, ctx.device)
-    has_test = config.data_dir is None or (Path(config.data_dir) / "test.tsv").is_file()
-    examples = {split: load_split(task, config.data_dir, split)[:config.limit]
-                for split in ("train", "dev", "test") if split != "test" or has_test}
+    examples = load_splits(task, config.data_dir, config.limit)
     init = load_pretrained(config.student_init) if config.student_init else None
     student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
                                             teacher.tokenizer, config.subword_vocab_size, ctx, console)
@@ -119,8 +117,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                       objective, items, cache, Amp.for_device(ctx.device),
                       evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
                       main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
-                      checkpoint_extra={"teacher": config.teacher, "presets": presets},
-                      soft_weight=config.loss_weights.soft)
+                      checkpoint_extra={"teacher": config.teacher, "presets": presets})
 
     def on_stage_end(stage: Stage) -> None:
         if stage is Stage.intermediate:

@@ -41,8 +41,7 @@ from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, Di
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.encoding import Tokenizer
 from ernie_tiny.model import EncoderOutput, ErnieConfig, HeadKind, ModelOutput, build_model, encoder_of
-from ernie_tiny.teacher.finetune import TrainingDivergedError
-from ernie_tiny.training import (MetricsLog, batch_for_step, build_optimizer, format_losses, get_lr,
+from ernie_tiny.training import (MetricsLog, TrainingDivergedError, batch_for_step, build_optimizer, format_losses, get_lr,
                                  load_training_state, make_progress, plain, save_training_state, set_seed)
 
 LAST_STATE = "last.pt"
@@ -188,7 +187,6 @@ class Session:
     task_name: str | None = None
     labels: list[str] = field(default_factory=list)
     checkpoint_extra: dict = field(default_factory=dict)  # provenance written into every saved student
-    soft_weight: float = 1.0  # 0: labels-only student, the teacher is never asked for logits
 
     @property
     def student(self) -> nn.Module:
@@ -205,11 +203,11 @@ class Session:
 def teacher_targets(session: Session, batch: DistillBatch, stage: Stage) -> TeacherTargets | None:
     """The teacher's outputs for a batch: from the cache, or one inference-mode forward pass (then cached)."""
     need_features = stage.matches_features
-    if not need_features and session.soft_weight == 0:
+    if not need_features and session.objective.weights.soft == 0:  # labels-only: no teacher at all
         return None
-    lengths = batch.teacher.attention_mask.sum(dim=1).tolist()
-    width = batch.teacher.input_ids.shape[1]
     if session.cache is not None:
+        lengths = batch.teacher.attention_mask.sum(dim=1).tolist()
+        width = batch.teacher.input_ids.shape[1]
         hit = session.cache.lookup(batch.indices, lengths, width, need_features)
         if hit is not None:
             return hit.to(session.ctx.device)

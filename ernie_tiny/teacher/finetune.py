@@ -37,12 +37,12 @@ from ernie_tiny.encoding import Tokenizer
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json
 from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
 from ernie_tiny.task_batches import collate
-from ernie_tiny.tasks import (SPLITS, EncodedSplit, Example, TaskSpec, encode_examples, evaluate, get_task, load_split,
+from ernie_tiny.tasks import (EncodedSplit, Example, TaskSpec, encode_examples, evaluate, get_task, load_splits,
                               predictions_from_outputs)
 from ernie_tiny.teacher.char_tokenizer import CharTokenizer
 from ernie_tiny.teacher.loading import load_teacher
 from ernie_tiny.tokenizers import load_tokenizer
-from ernie_tiny.training import (MetricsLog, OptimConfig, batch_for_step, build_optimizer, format_losses, get_lr,
+from ernie_tiny.training import (MetricsLog, OptimConfig, TrainingDivergedError, batch_for_step, build_optimizer, format_losses, get_lr,
                                  load_training_state, make_progress, plain, plot_loss_curves, predict,
                                  save_training_state, set_seed)
 
@@ -52,10 +52,6 @@ TOKENIZER_DIR = "tokenizer"
 # Config fields a resumed run may change: they do not alter the trained weights.
 RESUMABLE_CHANGES = {"resume", "overwrite", "out_dir", "device", "eval_batch_size"}
 RESUMABLE_OPTIM_CHANGES = {"eval_every", "save_every", "log_every"}
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the gradient norm became NaN or infinite."""
 
 
 def default_lr(from_checkpoint: bool) -> float:
@@ -201,9 +197,7 @@ def build_teacher(config: FinetuneConfig, task: TaskSpec, train: list[Example],
 def prepare(config: FinetuneConfig, console: Console) -> Prepared:
     """Read the task's splits, build the teacher and its tokenizer, encode every split."""
     task = get_task(config.task)
-    has_test = config.data_dir is None or (Path(config.data_dir) / "test.tsv").is_file()  # test is optional
-    splits = [split for split in SPLITS if split != "test" or has_test]
-    examples = {split: load_split(task, config.data_dir, split)[:config.limit] for split in splits}
+    examples = load_splits(task, config.data_dir, config.limit)  # test is optional
     resumed_tokenizer_dir = Path(config.out_dir) / TOKENIZER_DIR
     tokenizer = load_tokenizer(resumed_tokenizer_dir) if config.resume and resumed_tokenizer_dir.is_dir() else None
     model, tokenizer, source = build_teacher(config, task, examples["train"], tokenizer)
@@ -322,9 +316,8 @@ def finetune(config: FinetuneConfig, console: Console | None = None,
     outcome = train_loop(prepared, config, console, after_step)
     best = load_pretrained(out_dir / BEST_DIR)
     best.model.to(config.device)
-    best_prepared = replace(prepared, model=best.model)
-    dev = evaluate_model(best.model, best_prepared, "dev", config)
-    test = evaluate_model(best.model, best_prepared, "test", config) if "test" in prepared.examples else None
+    dev = evaluate_model(best.model, prepared, "dev", config)
+    test = evaluate_model(best.model, prepared, "test", config) if "test" in prepared.examples else None
     truncated = {split: encoded.truncated for split, encoded in prepared.encoded.items()}
     result = FinetuneResult(out_dir, out_dir / BEST_DIR, prepared.source, outcome.steps, outcome.best_step,
                             dev, test, outcome.train_seconds, truncated)
