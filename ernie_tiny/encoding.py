@@ -9,7 +9,7 @@ the same characters, and so that batching code never cares which tokenizer ran.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -77,6 +77,42 @@ def pad_to_arrays(encodings: list[Encoding], pad_id: int = 0, pad_to: int | None
         token_type_ids[row, :n] = enc.token_type_ids[:n]
         attention_mask[row, :n] = 1
     return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+T = TypeVar("T")  # what a sequence holds: token strings (char tokenizer) or ids (subword tokenizer)
+
+
+def truncate_longest_first(parts: list[list], budget: int) -> list[list]:
+    """Cut one text, or a pair, to ``budget`` tokens: one token at a time from the end of the longer
+    text (of b on ties), as BERT and Hugging Face do. ``parts`` is ``[a]`` or ``[a, b]``."""
+    if len(parts) == 1:
+        return [parts[0][:budget]]
+    len_a, len_b = len(parts[0]), len(parts[1])
+    while len_a + len_b > budget:
+        if len_a > len_b:
+            len_a -= 1
+        else:
+            len_b -= 1
+    return [parts[0][:len_a], parts[1][:len_b]]
+
+
+def join_with_specials(parts: list[list[tuple[T, int, int]]], cls: T, sep: T
+                       ) -> tuple[list[T], list[int], list[TokenSpan]]:
+    """``[CLS] a [SEP] (b [SEP])`` from ``(item, start, end)`` triples: items, type ids and spans.
+
+    ``item`` is whatever the tokenizer builds sequences of (token strings or ids); specials get
+    :class:`TokenSpan` ``(-1, k, k)`` with ``k`` numbering them in order.
+    """
+    items, type_ids, spans = [cls], [0], [TokenSpan(-1, 0, 0)]
+    for text_index, part in enumerate(parts):
+        for item, start, end in part:
+            items.append(item)
+            type_ids.append(text_index)
+            spans.append(TokenSpan(text_index, start, end))
+        items.append(sep)
+        type_ids.append(text_index)
+        spans.append(TokenSpan(-1, text_index + 1, text_index + 1))
+    return items, type_ids, spans
 
 
 class SpecialTokenIds:

@@ -27,7 +27,8 @@ from typing import Any
 
 import sentencepiece as spm
 
-from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, TokenSpan
+from ernie_tiny.encoding import (CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, join_with_specials,
+                                 truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ernie_tiny.subword.files import (
     CONFIG_FILE, RELEASE_SPM_FILE, SPM_FILE, USER_DICT_FILE, VOCAB_FILE, WORDSEG_DICT_FILE, TokenizerFileError,
@@ -231,16 +232,8 @@ class SubwordTokenizer(SpecialTokenIds):
         budget = max_len - len(parts) - 1
         truncated = sum(len(p) for p in parts) > budget
         if truncated:
-            parts = _truncate_longest_first(parts, budget)
-        ids, type_ids, spans = [self.cls_id], [0], [TokenSpan(-1, 0, 0)]
-        for text_index, part in enumerate(parts):
-            for token_id, start, end in part:
-                ids.append(token_id)
-                type_ids.append(text_index)
-                spans.append(TokenSpan(text_index, start, end))
-            ids.append(self.sep_id)
-            type_ids.append(text_index)
-            spans.append(TokenSpan(-1, text_index + 1, text_index + 1))
+            parts = truncate_longest_first(parts, budget)
+        ids, type_ids, spans = join_with_specials(parts, self.cls_id, self.sep_id)
         unk = self.unk_id
         return Encoding(tokens=[self._id_to_token[i] for i in ids], input_ids=ids, token_type_ids=type_ids,
                         spans=spans, unk_mask=[i == unk for i in ids], truncated=truncated)
@@ -262,15 +255,3 @@ def _no_gc_pauses() -> Iterator[None]:
         if was_enabled:
             gc.enable()
 
-
-def _truncate_longest_first(parts: list[list], budget: int) -> list[list]:
-    """Drop tokens from the end of the longer text (of b on ties, as BERT and the char tokenizer do)."""
-    if len(parts) == 1:
-        return [parts[0][:budget]]
-    len_a, len_b = len(parts[0]), len(parts[1])
-    while len_a + len_b > budget:
-        if len_a > len_b:
-            len_a -= 1
-        else:
-            len_b -= 1
-    return [parts[0][:len_a], parts[1][:len_b]]

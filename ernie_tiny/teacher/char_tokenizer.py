@@ -30,7 +30,8 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, TokenSpan
+from ernie_tiny.encoding import (CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, join_with_specials,
+                                 truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
 from ernie_tiny.vocab_files import index_vocab, read_vocab_lines
 
@@ -235,23 +236,14 @@ class CharTokenizer(SpecialTokenIds):
         n_special = 2 if text_b is None else 3
         if max_len < n_special:
             raise ValueError(f"max_len {max_len} leaves no room for the {n_special} special tokens")
-        tokens_a = self.tokenize_with_spans(text_a)
-        tokens_b = self.tokenize_with_spans(text_b) if text_b is not None else []
+        parts = [self.tokenize_with_spans(text_a)]
+        if text_b is not None:
+            parts.append(self.tokenize_with_spans(text_b))
         budget = max_len - n_special
-        truncated = len(tokens_a) + len(tokens_b) > budget
+        truncated = sum(len(part) for part in parts) > budget
         if truncated:
-            len_a, len_b = truncate_longest_first(len(tokens_a), len(tokens_b), budget)
-            tokens_a, tokens_b = tokens_a[:len_a], tokens_b[:len_b]
-
-        tokens, type_ids, spans = [CLS], [0], [TokenSpan(-1, 0, 0)]
-        for text_index, part in enumerate([tokens_a] if text_b is None else [tokens_a, tokens_b]):
-            for token, start, end in part:
-                tokens.append(token)
-                type_ids.append(text_index)
-                spans.append(TokenSpan(text_index, start, end))
-            tokens.append(SEP)
-            type_ids.append(text_index)
-            spans.append(TokenSpan(-1, text_index + 1, text_index + 1))
+            parts = truncate_longest_first(parts, budget)
+        tokens, type_ids, spans = join_with_specials(parts, CLS, SEP)
         return Encoding(tokens=tokens, input_ids=self.convert_tokens_to_ids(tokens), token_type_ids=type_ids,
                         spans=spans, unk_mask=[t == UNK for t in tokens], truncated=truncated)
 
@@ -259,16 +251,6 @@ class CharTokenizer(SpecialTokenIds):
         """:meth:`encode` each ``(text_a, text_b)`` pair (a bare string is ``(text, None)``)."""
         return [self.encode(p, None, max_len) if isinstance(p, str) else self.encode(p[0], p[1], max_len)
                 for p in pairs]
-
-
-def truncate_longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
-    """Lengths after dropping one token at a time from the longer text (from b on ties), as HF does."""
-    while len_a + len_b > budget:
-        if len_a > len_b:
-            len_a -= 1
-        else:
-            len_b -= 1
-    return len_a, len_b
 
 
 def basic_pieces(text: str, do_lower_case: bool) -> list[Piece]:
