@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -80,7 +80,11 @@ class ExportResult:
     directory: Path
     config: OnnxModelConfig
     parity: ParityReport
-    fused_operators: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fused_operators(self) -> dict[str, int]:
+        """Fused operator counts of the graph (empty with --no-optimize); the config records them."""
+        return self.config.fused_operators
 
 
 class ExportWrapper(nn.Module):
@@ -273,7 +277,7 @@ def export_model(model: nn.Module, tokenizer: Tokenizer, out_dir: str | os.PathL
                             **(provenance or {})})
             atomic_write_json(tmp / ONNX_CONFIG_FILE, onnx_config.to_dict())
             atomic_write_json(tmp / PARITY_FILE, parity.to_dict())
-    return ExportResult(directory=Path(out_dir), config=onnx_config, parity=parity, fused_operators=fused)
+    return ExportResult(directory=Path(out_dir), config=onnx_config, parity=parity)
 
 
 def export_checkpoint(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, options: ExportOptions,

@@ -102,7 +102,7 @@ def check_parity(model: nn.Module, session: ort.InferenceSession, tokenizer: Tok
         tolerance=tolerance if Precision(precision) is Precision.fp32 else None,
         passed=bool(all_diffs.max() < tolerance) if Precision(precision) is Precision.fp32 else None,
         source=source, device=device)
-    if task is not None and task.head is head and labels_usable(task, examples, model):
+    if task is not None and task.head is head and labels_usable(task, model):
         torch_metric = evaluate(task, predictions_from_outputs(task, torch_rows, encoded, examples), examples)
         onnx_metric = evaluate(task, predictions_from_outputs(task, onnx_rows, encoded, examples), examples)
         report.metric = task.main_metric
@@ -112,7 +112,7 @@ def check_parity(model: nn.Module, session: ort.InferenceSession, tokenizer: Tok
     return report
 
 
-def labels_usable(task: TaskSpec, examples: list[Example], model: nn.Module) -> bool:
-    """True when the examples' labels index the model's outputs (same label count as the task)."""
+def labels_usable(task: TaskSpec, model: nn.Module) -> bool:
+    """True when the task's labels index the model's outputs (same label count as the task)."""
     num_labels = getattr(model, "num_labels", 0)
     return task.head is HeadKind.ranking or num_labels == task.num_labels

@@ -10,12 +10,11 @@ brackets is against the reference (the first backend's teacher).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 from ernie_tiny.bench.benchmark import BenchResult, VariantResult, parity_summary
-from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_text
+from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ernie_tiny.tasks import TaskKind, get_task
 
 TASK_TITLES = {"xnli": "XNLI", "lcqmc": "LCQMC", "chnsenticorp": "ChnSentiCorp", "nlpcc-dbqa": "NLPCC-DBQA",
@@ -157,6 +156,6 @@ def write_report(result: BenchResult, out_dir: str | Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paths = {"markdown": out_dir / "bench.md", "json": out_dir / "bench.json", "png": out_dir / "bench.png"}
     atomic_write_text(paths["markdown"], markdown_table(result) + "\n" + caption(result))
-    atomic_write_text(paths["json"], json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n")
+    atomic_write_json(paths["json"], to_json(result))
     atomic_write_bytes(paths["png"], bar_chart(result))
     return paths
