@@ -34,7 +34,7 @@ from ernie_tiny.bench.parity import ParityReport
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.encoding import Tokenizer, pad_to_arrays
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.tasks import (Example, TaskKind, TaskSpec, encode_examples, evaluate, get_task, load_split,
+from ernie_tiny.tasks import (EncodedSplit, Example, TaskKind, TaskSpec, encode_examples, evaluate, get_task, load_split,
                               predictions_from_outputs)
 from ernie_tiny.tokenizers import load_tokenizer
 
@@ -240,14 +240,14 @@ def onnx_infer(session: ort.InferenceSession) -> InferFn:
     return infer
 
 
-def evaluate_infer(task: TaskSpec, examples: list[Example], tokenizer: Tokenizer, infer: InferFn, max_len: int,
+def evaluate_infer(task: TaskSpec, examples: list[Example], encoded: EncodedSplit, pad_id: int, infer: InferFn,
                    batch_size: int) -> dict[str, float]:
-    """The task's metrics for one model variant over ``examples`` (dataset order, dynamic padding)."""
-    encoded = encode_examples(examples, tokenizer, max_len)
+    """The task's metrics for one model variant over ``examples`` encoded by its tokenizer (dataset order,
+    dynamic padding)."""
     rows: list[np.ndarray] = []
     for start in range(0, len(encoded), batch_size):
         encodings = [item.encoding for item in encoded.items[start:start + batch_size]]
-        outputs = infer(pad_to_arrays(encodings, pad_id=tokenizer.pad_id))
+        outputs = infer(pad_to_arrays(encodings, pad_id=pad_id))
         for row, encoding in enumerate(encodings):
             rows.append(outputs[row, :len(encoding)] if task.kind is TaskKind.ner else outputs[row])
     return evaluate(task, predictions_from_outputs(task, rows, encoded, examples), examples)
@@ -341,9 +341,13 @@ def measure(config: BenchConfig, device: torch.device,
                 results.setdefault(variant_key(variant), variant_result(variant, pair))
             if not config.synthetic:
                 scored = examples[:config.accuracy_examples] if config.accuracy_examples else examples
+                encoded_by_tokenizer: dict[int, EncodedSplit] = {}  # teacher and student variants share two
                 for variant in [v for v in variants if v.input_kind == "own"]:
-                    metrics = evaluate_infer(task, scored, variant.tokenizer, variant.infer, config.max_len,
-                                             config.batch_size)
+                    key = id(variant.tokenizer)
+                    if key not in encoded_by_tokenizer:
+                        encoded_by_tokenizer[key] = encode_examples(scored, variant.tokenizer, config.max_len)
+                    metrics = evaluate_infer(task, scored, encoded_by_tokenizer[key], variant.tokenizer.pad_id,
+                                             variant.infer, config.batch_size)
                     results[variant_key(variant)].metrics[task.name] = metrics
                     log(f"  {variant.label}: {task.main_metric} {100 * metrics[task.main_metric]:.2f}")
             if index == 0:
