@@ -25,19 +25,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.corpus import embedded_corpus_texts
-from ernie_tiny.distill.config import GeneralDistillConfig, Stage, resolve_student_preset
-from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items, resolve_student_tokenizer
+from ernie_tiny.distill.config import GeneralDistillConfig, Stage
+from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
 from ernie_tiny.distill.distributed import DistributedContext, barrier, run_in_process_group
-from ernie_tiny.distill.layer_map import parse_layer_map
-from ernie_tiny.distill.projection import HiddenProjection
-from ernie_tiny.distill.train import (LAST_STATE, Amp, DistillObjective, LoopSettings, Session, StagePlan,
-                                      build_student, run_stages)
+from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
+from ernie_tiny.distill.train import Amp, LoopSettings, Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.model import ErnieConfig, HeadKind, encoder_of
-from ernie_tiny.teacher.loading import load_teacher
-from ernie_tiny.training import plain, plot_loss_curves, set_seed
+from ernie_tiny.model import HeadKind, encoder_of
+from ernie_tiny.training import plain, plot_loss_curves
 
 STUDENT_DIR = "student"
 
@@ -81,32 +77,17 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
                        after_step: Callable[[int], None] | None) -> GeneralDistillResult:
     wall_start = time.perf_counter()
     out_dir = Path(config.out_dir)
-    if not config.resume and (out_dir / LAST_STATE).exists():
-        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
-    teacher = load_teacher(config.teacher)
-    if teacher.tokenizer is None:
-        raise ValueError(f"{config.teacher}: the teacher has no tokenizer files (vocab.txt)")
+    refuse_finished_run(out_dir, config.resume)
+    teacher = load_teacher_with_tokenizer(config.teacher)
     teacher_encoder = encoder_of(teacher.model).to(ctx.device).eval().requires_grad_(False)
     texts = read_corpus(config.corpus, config.max_texts)
-    init = load_pretrained(config.student_init) if config.student_init else None
-    student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
-                                            teacher.tokenizer, config.subword_vocab_size, ctx, console)
-    preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
-    set_seed(config.seed)
-    student, student_note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, HeadKind.encoder,
-                                          0, student_tok.tokenizer, [])
-    student_config = encoder_of(student).config
-    if config.max_len > min(teacher.config.max_position_embeddings, student_config.max_position_embeddings):
-        raise ValueError(f"max_len {config.max_len} exceeds the teacher's or the student's max_position_embeddings")
-    layer_map = parse_layer_map(config.layer_map, teacher.config.num_layers, student_config.num_layers)
-    projection = HiddenProjection.for_layer_map(student_config.hidden_size, teacher.config.hidden_size, layer_map,
-                                                per_match=config.per_layer_projection)
-    objective = DistillObjective(student, projection, layer_map, config.loss_weights, config.attention_loss)
+    setup = setup_student(config, teacher, HeadKind.encoder, 0, [], ctx, console)
+    student_tok, student_config = setup.tokenizer, setup.student_config
     console.print(f"encoding {len(texts)} texts with both tokenizers")
     items = build_items([(t, None) for t in texts], [NO_LABEL] * len(texts), teacher.tokenizer,
                         None if student_tok.shared else student_tok.tokenizer, config.max_len)
     console.print(f"teacher: {teacher.config.describe()} ({config.teacher}), encoder only")
-    console.print(f"student: {student_note}; tokenizer: {student_tok.source}")
+    console.print(f"student: {setup.note}; tokenizer: {student_tok.source}")
     console.print(f"corpus: {len(texts)} texts from {config.corpus or 'the embedded corpus'}; aligned student tokens "
                   f"{100 * alignment_coverage(items):.1f}%; {ctx.world_size} process(es) on {ctx.device}")
     settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
@@ -114,7 +95,7 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
                             frozenset({"resume", "out_dir", "device", "save_every", "log_every"}))
     presets = {"teacher": teacher.config.preset, "student": student_config.preset}
     session = Session(ctx, console, out_dir, settings, config, teacher_encoder, teacher.tokenizer,
-                      student_tok.tokenizer, objective, items, cache=None, amp=Amp.for_device(ctx.device),
+                      student_tok.tokenizer, setup.objective, items, cache=None, amp=Amp.for_device(ctx.device),
                       checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
 
     def on_stage_end(stage: Stage) -> None:

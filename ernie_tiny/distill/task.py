@@ -23,19 +23,14 @@ import torch
 from rich.console import Console
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
-from ernie_tiny.distill.config import DistillConfig, Stage, resolve_student_preset
-from ernie_tiny.distill.data import (SplitEvaluator, alignment_coverage, mean_tokens, resolve_student_tokenizer,
-                                     teacher_cache, training_items)
+from ernie_tiny.distill.config import DistillConfig, Stage
+from ernie_tiny.distill.data import SplitEvaluator, alignment_coverage, mean_tokens, teacher_cache, training_items
 from ernie_tiny.distill.distributed import DistributedContext, barrier, run_in_process_group
-from ernie_tiny.distill.layer_map import parse_layer_map
-from ernie_tiny.distill.projection import HiddenProjection
-from ernie_tiny.distill.train import (BEST_DIR, INTERMEDIATE_DIR, LAST_STATE, Amp, DistillObjective, LoopSettings,
-                                      Session, StagePlan, build_student, run_stages)
+from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
+from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Amp, LoopSettings, Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.model import ErnieConfig, encoder_of
 from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_splits
-from ernie_tiny.teacher.loading import load_teacher
-from ernie_tiny.training import format_losses, plain, plot_loss_curves, set_seed
+from ernie_tiny.training import format_losses, plain, plot_loss_curves
 
 
 # ---- task distillation: build the session, run both stages, score the result --------------------------
@@ -52,9 +47,7 @@ class DistillResult:
 
 def teacher_for_task(path: str, task: TaskSpec, device: torch.device) -> LoadedCheckpoint:
     """The fine-tuned teacher in eval mode without gradients; its head and labels must fit the task."""
-    loaded = load_teacher(path)
-    if loaded.tokenizer is None:
-        raise ValueError(f"{path}: the teacher has no tokenizer files (vocab.txt)")
+    loaded = load_teacher_with_tokenizer(path)
     if loaded.meta.head is not task.head:
         raise ValueError(f"{path}: teacher head is {loaded.meta.head.value}, task {task.name} needs {task.head.value}: "
                          f"fine-tune it first (ernie-tiny teacher finetune --init {path} --task {task.name})")
@@ -79,32 +72,17 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
         raise ValueError(f"task {task.name}: distill supports sentence and pair classification (and ranking "
                          f"without --augment); {task.kind.value} is not supported")
     out_dir = Path(config.out_dir)
-    if not config.resume and (out_dir / LAST_STATE).exists():
-        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
+    refuse_finished_run(out_dir, config.resume)
     teacher = teacher_for_task(config.teacher, task, ctx.device)
     examples = load_splits(task, config.data_dir, config.limit)
-    init = load_pretrained(config.student_init) if config.student_init else None
-    student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
-                                            teacher.tokenizer, config.subword_vocab_size, ctx, console)
-    preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
-    set_seed(config.seed)  # the student's initial weights follow from the seed
-    student, student_note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, task.head,
-                                          task.num_labels, student_tok.tokenizer, list(task.labels))
-    student_config = encoder_of(student).config
-    for name, limit in (("teacher", teacher.config.max_position_embeddings),
-                        ("student", student_config.max_position_embeddings)):
-        if config.max_len > limit:
-            raise ValueError(f"max_len {config.max_len} exceeds the {name}'s max_position_embeddings {limit}")
-    layer_map = parse_layer_map(config.layer_map, teacher.config.num_layers, student_config.num_layers)
-    projection = HiddenProjection.for_layer_map(student_config.hidden_size, teacher.config.hidden_size, layer_map,
-                                                per_match=config.per_layer_projection)
-    objective = DistillObjective(student, projection, layer_map, config.loss_weights, config.attention_loss)
+    setup = setup_student(config, teacher, task.head, task.num_labels, list(task.labels), ctx, console)
+    student_tok, student_config, layer_map = setup.tokenizer, setup.student_config, setup.layer_map
     items, augmented = training_items(config, examples["train"], teacher.tokenizer, student_tok, ctx, console)
     cache = teacher_cache(config, teacher.config, layer_map, items)
     evaluator = SplitEvaluator(task, examples, config.max_len, config.eval_batch_size, ctx)
     presets = {"teacher": teacher.config.preset, "student": student_config.preset}
     console.print(f"teacher: {teacher.config.describe()} ({config.teacher})")
-    console.print(f"student: {student_note}; tokenizer: {student_tok.source}")
+    console.print(f"student: {setup.note}; tokenizer: {student_tok.source}")
     console.print(f"examples: train {len(examples['train'])} + {augmented} augmented, "
                   + ", ".join(f"{s} {len(examples[s])}" for s in examples if s != "train")
                   + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
@@ -114,7 +92,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                             config.seed, config.save_every, config.log_every, config.eval_every,
                             frozenset({"resume", "out_dir", "device", "eval_batch_size", "save_every", "log_every"}))
     session = Session(ctx, console, out_dir, settings, config, teacher.model, teacher.tokenizer, student_tok.tokenizer,
-                      objective, items, cache, Amp.for_device(ctx.device),
+                      setup.objective, items, cache, Amp.for_device(ctx.device),
                       evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
                       main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
                       checkpoint_extra={"teacher": config.teacher, "presets": presets})

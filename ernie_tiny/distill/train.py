@@ -31,7 +31,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ernie_tiny.checkpoint import LoadedCheckpoint, save_pretrained
+from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.distill.config import Stage
 from ernie_tiny.distill.data import DistillBatch, DistillItem, TeacherCache, TeacherTargets, collate_distill
 from ernie_tiny.distill.distributed import DistributedContext, all_reduce_sum, barrier, unwrap, wrap_ddp
@@ -40,7 +40,7 @@ from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, Di
                                        compute_prediction_loss)
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.encoding import Tokenizer
-from ernie_tiny.model import EncoderOutput, ErnieConfig, HeadKind, ModelOutput, build_model, encoder_of
+from ernie_tiny.model import EncoderOutput, ModelOutput
 from ernie_tiny.training import (MetricsLog, TrainingDivergedError, batch_for_step, build_optimizer, format_losses, get_lr,
                                  load_training_state, make_progress, plain, save_training_state, set_seed)
 
@@ -375,25 +375,3 @@ def run_stages(session: Session, plans: list[StagePlan], resume: bool,
     if log is not None:
         log.write_csv()
     return state
-
-
-# ---- the student -------------------------------------------------------------------------------------
-
-def build_student(config: ErnieConfig | None, init: LoadedCheckpoint | None, head: HeadKind, num_labels: int,
-                  tokenizer: Tokenizer, labels: list[str]) -> tuple[nn.Module, str]:
-    """A student for ``tokenizer``: a preset (``config``) at random init, or the ``init`` checkpoint's weights.
-
-    From a checkpoint with another head (a general-distilled encoder) only the encoder is copied.
-    """
-    if init is None:
-        config = replace(config, vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_id)
-        return build_model(config, head, num_labels), f"{config.describe()}, random init"
-    if init.config.vocab_size != tokenizer.vocab_size:
-        raise ValueError(f"--student-init has a vocabulary of {init.config.vocab_size} but the student tokenizer has "
-                         f"{tokenizer.vocab_size} tokens: use the init checkpoint's own tokenizer")
-    model = build_model(init.config, head, num_labels)
-    if init.meta.head is head and list(init.meta.labels) == list(labels):
-        model.load_state_dict(init.model.state_dict())
-        return model, f"{init.config.describe()}, all weights from the init checkpoint"
-    encoder_of(model).load_state_dict(encoder_of(init.model).state_dict())
-    return model, f"{init.config.describe()}, encoder from the init checkpoint ({init.meta.head.value} head dropped)"
