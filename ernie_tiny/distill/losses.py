@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ernie_tiny.distill.align import AlignedBatch, align_attention_probs, align_hidden, masked_softmax
-from ernie_tiny.distill.layer_map import Feature, LayerMap
+from ernie_tiny.distill.layer_map import Feature, LayerMap, LayerMatch
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import EncoderOutput
 
@@ -59,6 +59,11 @@ class DistillLossWeights:
                 raise ValueError(f"loss weight {name} must be finite and >= 0, got {value}")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def match_weight(self, match: LayerMatch) -> float:
+        """The weight of one layer-map term: its feature's weight times the match's own."""
+        feature = {Feature.embeddings: self.embedding, Feature.hidden: self.hidden, Feature.attention: self.attention}
+        return feature[match.feature] * match.weight
 
 
 @dataclass
@@ -249,13 +254,11 @@ def compute_intermediate_loss(student_out: EncoderOutput, teacher_out: EncoderOu
                          f"{tuple(masks.student.shape)} / teacher mask {tuple(masks.teacher.shape)}: collate it with "
                          f"student_len and teacher_len equal to the padded batch widths")
     aligned = aligned.to(masks.student.device)
-    feature_weight = {Feature.embeddings: weights.embedding, Feature.hidden: weights.hidden,
-                      Feature.attention: weights.attention}
     hidden_valid = aligned.valid & masks.student.bool()  # (B, S)
     total = None
     terms: dict[str, torch.Tensor] = {}
     for match, name in zip(layer_map, layer_map.term_names()):
-        weight = feature_weight[match.feature] * match.weight
+        weight = weights.match_weight(match)
         if weight == 0:
             continue
         if match.feature is Feature.attention:

@@ -91,10 +91,8 @@ class DistillObjective(nn.Module):
         """The loss terms a stage can log (those with a weight > 0), in a fixed order."""
         names = []
         if stage.matches_features:
-            feature_weight = {Feature.embeddings: self.weights.embedding, Feature.hidden: self.weights.hidden,
-                              Feature.attention: self.weights.attention}
             names += [name for match, name in zip(self.layer_map, self.layer_map.term_names())
-                      if feature_weight[match.feature] * match.weight > 0]
+                      if self.weights.match_weight(match) > 0]
         if stage.matches_logits:
             names += [name for name, weight in (("soft_ce", self.weights.soft), ("hard_ce", self.weights.hard))
                       if weight > 0]
