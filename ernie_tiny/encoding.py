@@ -16,6 +16,7 @@ import numpy as np
 # Special tokens shared by ERNIE 1.0 and ERNIE-tiny vocabularies.
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+VOCAB_SPECIALS = (PAD, CLS, SEP, MASK, UNK)  # the first lines of a vocab.txt we build: ERNIE's order, [PAD]=0
 
 
 @dataclass(frozen=True)

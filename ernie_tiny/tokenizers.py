@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 from ernie_tiny.encoding import Tokenizer
-
-TOKENIZER_CONFIG = "tokenizer_config.json"
+from ernie_tiny.vocab_files import TOKENIZER_CONFIG, VOCAB_FILE
 
 
 def tokenizer_kind(directory: str | os.PathLike) -> str:
@@ -24,7 +23,7 @@ def tokenizer_kind(directory: str | os.PathLike) -> str:
         # A Hugging Face tokenizer_config.json has no "kind": those folders hold an ERNIE/BERT char vocab.
         if isinstance(settings, dict) and "kind" in settings:
             return settings["kind"]
-    if (directory / "vocab.txt").is_file():
+    if (directory / VOCAB_FILE).is_file():
         # The ERNIE-tiny release ships its sentencepiece model beside (or under subword/) its vocab.txt.
         if any(directory.glob("*.model")) or any(directory.glob("subword/*.model")):
             return "subword"

