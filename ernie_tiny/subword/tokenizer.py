@@ -84,9 +84,11 @@ class SubwordTokenizer(SpecialTokenIds):
 
     def __init__(self, spm_model: bytes, vocab: list[str], config: SubwordConfig | None = None,
                  user_dict_text: str | None = None, wordseg_dict: bytes | None = None,
-                 spm_source: str = SPM_FILE, wordseg_source: str = WORDSEG_DICT_FILE):
+                 spm_source: str = SPM_FILE, wordseg_source: str = WORDSEG_DICT_FILE,
+                 processor: spm.SentencePieceProcessor | None = None, wordseg_words: frozenset[str] | None = None):
+        """``processor`` / ``wordseg_words``: ``spm_model`` / ``wordseg_dict`` already parsed by a file reader."""
         self.config = config or SubwordConfig()
-        self.processor: spm.SentencePieceProcessor = load_spm(spm_model, spm_source)
+        self.processor: spm.SentencePieceProcessor = processor or load_spm(spm_model, spm_source)
         self._spm_model = spm_model
         self.user_dict_text = user_dict_text
         self._wordseg_dict = wordseg_dict
@@ -103,8 +105,8 @@ class SubwordTokenizer(SpecialTokenIds):
         elif self.config.segmentation is Segmentation.WORDSEG:
             if wordseg_dict is None:
                 raise TokenizerFileError(f"segmentation 'wordseg' needs a {WORDSEG_DICT_FILE} word list")
-            segmenter = MaxMatchSegmenter(parse_wordseg_dict(wordseg_dict, wordseg_source),
-                                          self.config.wordseg_window)
+            words = wordseg_words if wordseg_words is not None else parse_wordseg_dict(wordseg_dict, wordseg_source)
+            segmenter = MaxMatchSegmenter(words, self.config.wordseg_window)
         self.pieces = PieceEncoder(self.processor, segmenter, self.config.word_boundary)
         # sentencepiece id -> vocab id; unknown pieces and pieces missing from vocab.txt -> [UNK]
         unk = self.vocab[UNK]
@@ -133,16 +135,17 @@ class SubwordTokenizer(SpecialTokenIds):
             config = SubwordConfig.from_json(json.loads(config_path.read_text(encoding="utf-8")), str(config_path))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise TokenizerFileError(f"{config_path}: unreadable JSON ({err})") from None
-        _, spm_model = read_spm(directory / SPM_FILE)
+        processor, spm_model = read_spm(directory / SPM_FILE)
         vocab = read_vocab(directory / VOCAB_FILE)
         user_dict = read_user_dict(directory / USER_DICT_FILE) if (directory / USER_DICT_FILE).is_file() else None
         wordseg_path = Path(wordseg_dict) if wordseg_dict is not None else directory / WORDSEG_DICT_FILE
-        wordseg_bytes = None
+        wordseg_words, wordseg_bytes = None, None
         if wordseg_dict is not None or config.segmentation is Segmentation.WORDSEG:
-            _, wordseg_bytes = read_wordseg_dict(wordseg_path)
+            wordseg_words, wordseg_bytes = read_wordseg_dict(wordseg_path)
             config = replace(config, segmentation=Segmentation.WORDSEG)
         return cls(spm_model, vocab, config, user_dict_text=user_dict, wordseg_dict=wordseg_bytes,
-                   spm_source=str(directory / SPM_FILE), wordseg_source=str(wordseg_path))
+                   spm_source=str(directory / SPM_FILE), wordseg_source=str(wordseg_path), processor=processor,
+                   wordseg_words=wordseg_words)
 
     @classmethod
     def from_release(cls, directory: str | os.PathLike, wordseg_dict: str | os.PathLike | None = None
@@ -152,14 +155,15 @@ class SubwordTokenizer(SpecialTokenIds):
         joined by spaces, sentencepiece, out-of-vocab pieces -> [UNK]."""
         directory = Path(directory)
         spm_path = find_release_file(directory, RELEASE_SPM_FILE) or directory / RELEASE_SPM_FILE
-        _, spm_model = read_spm(spm_path)
+        processor, spm_model = read_spm(spm_path)
         dict_path = Path(wordseg_dict) if wordseg_dict is not None else (
             find_release_file(directory, WORDSEG_DICT_FILE) or directory / WORDSEG_DICT_FILE)
-        _, wordseg_bytes = read_wordseg_dict(dict_path)
+        wordseg_words, wordseg_bytes = read_wordseg_dict(dict_path)
         config = SubwordConfig(segmentation=Segmentation.WORDSEG, word_boundary=WordBoundary.SPACE, nfkc=False,
                                training={"corpus": ["ERNIE-tiny release files"]})
         return cls(spm_model, read_vocab(directory / VOCAB_FILE), config, wordseg_dict=wordseg_bytes,
-                   spm_source=str(spm_path), wordseg_source=str(dict_path))
+                   spm_source=str(spm_path), wordseg_source=str(dict_path), processor=processor,
+                   wordseg_words=wordseg_words)
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``spm.model``, ``vocab.txt``, ``tokenizer_config.json`` and any dictionaries (each atomically)."""

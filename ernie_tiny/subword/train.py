@@ -207,7 +207,7 @@ def train_subword_tokenizer(corpus_texts: list[str], out_dir: str | os.PathLike 
     tokenizer_config = SubwordConfig(segmentation=config.segmentation, word_boundary=config.word_boundary,
                                      do_lower_case=config.do_lower_case, training=training)
     tokenizer = SubwordTokenizer(model.getvalue(), vocab, tokenizer_config, user_dict_text=user_dict_text,
-                                 wordseg_dict=wordseg_bytes)
+                                 wordseg_dict=wordseg_bytes, processor=processor, wordseg_words=wordseg_words)
     say(f"{len(vocab):,} tokens in {train_seconds:.0f} s")
     if out_dir is not None:
         with atomic_dir(out_dir) as tmp:
