@@ -23,12 +23,13 @@ from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.commands.distill import distill as distill_command
 from ernie_tiny.distill.align import build_alignment
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
-from ernie_tiny.distill.data import TeacherCache, TeacherTargets, build_items, collate_distill, mapped_layers
+from ernie_tiny.distill.data import (TeacherCache, TeacherTargets, build_items, collate_distill, mapped_layers,
+                                     teacher_cache)
 from ernie_tiny.distill.general import distill_general
 from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import DistillLossWeights
 from ernie_tiny.distill.task import distill
-from ernie_tiny.model import HeadKind
+from ernie_tiny.model import ErnieConfig, HeadKind
 from ernie_tiny.subword import train_subword_tokenizer
 from ernie_tiny.tasks import load_split
 from ernie_tiny.teacher.finetune import FinetuneConfig, finetune
@@ -260,6 +261,22 @@ def test_teacher_cache_returns_the_teacher_outputs(teacher_dir, tokenizer_dir):
         expected = out.encoder.attention_scores[layer].masked_fill(~pair, 0.0)
         assert torch.equal(hit.encoder.attention_scores[layer], expected)
     assert cache.lookup([0, 1, 99], lengths, width, need_features=False) is None  # item 99 never seen
+
+
+def test_teacher_cache_is_off_when_nothing_would_read_it():
+    """With augmentation the features are not cached, so joint and intermediate steps run the teacher anyway;
+    only a prediction stage reads cached logits."""
+    teacher = ErnieConfig.from_preset("teacher-micro")
+    layer_map = layer_map_preset("tinybert-12to3", teacher.num_layers, 3)
+
+    def cache_for(stage: Stage, augment: int) -> TeacherCache | None:
+        config = DistillConfig(teacher="t", task="reviews", out_dir="o", stage=stage, augment=augment)
+        return teacher_cache(config, teacher, layer_map, [])
+
+    assert cache_for(Stage.joint, 1) is None and cache_for(Stage.intermediate, 1) is None
+    assert cache_for(Stage.both, 1) is not None and not cache_for(Stage.both, 1).keep_features
+    assert cache_for(Stage.prediction, 1) is not None
+    assert cache_for(Stage.joint, 0).keep_features
 
 
 def test_config_validation_names_the_problem(teacher_dir, tokenizer_dir, tmp_path):

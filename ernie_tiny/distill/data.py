@@ -36,7 +36,7 @@ from torch import nn
 from ernie_tiny.batching import Batch, pad_encodings
 from ernie_tiny.distill.align import AlignedBatch, Alignment, build_alignment, collate_alignments, identity_alignment
 from ernie_tiny.distill.augment import augment_examples
-from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig
+from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig, Stage
 from ernie_tiny.distill.distributed import DistributedContext, all_gather_objects, barrier
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.encoding import Encoding, Tokenizer
@@ -340,4 +340,6 @@ def teacher_cache(config: DistillConfig, teacher: ErnieConfig, layer_map: LayerM
                                len(hidden), len(attention))
     # Augmented copies are many and seen rarely: their hidden states are not worth the memory.
     keep_features = config.augment == 0 and size <= config.teacher_cache_mb * 2**20
+    if not keep_features and Stage.prediction not in config.stage.stages():
+        return None  # joint / intermediate steps need the features every time: logits alone would never be read
     return TeacherCache(teacher.num_layers, hidden, attention, keep_features)
