@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.subword import DEFAULT_VOCAB_SIZE, SubwordTokenizer, train_subword_tokenizer
-from ernie_tiny.subword.stats import conservative_char_tokenizer
-from ernie_tiny.tasks import load_split
+from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE, SubwordTokenizer, train_subword_tokenizer
+from ernie_tiny.tokenization.subword.stats import conservative_char_tokenizer
+from ernie_tiny.data.tasks import load_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = (("chnsenticorp", "chnsenticorp_htl"), ("lcqmc", "lcqmc"), ("reviews", None))
@@ -47,7 +47,7 @@ def default_tokenizer() -> Path:
     root = Path(os.environ.get("ERNIE_TINY_CACHE", Path.home() / ".cache" / "ernie-tiny"))
     directory = root / f"subword-embedded-{DEFAULT_VOCAB_SIZE}"
     if not (directory / "tokenizer_config.json").is_file():
-        from ernie_tiny.corpus import embedded_corpus_texts
+        from ernie_tiny.data.corpus import embedded_corpus_texts
 
         print(f"training the default tokenizer into {directory} (about 2 minutes, once)", file=sys.stderr)
         train_subword_tokenizer(embedded_corpus_texts(), directory, DEFAULT_VOCAB_SIZE,

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ernie_tiny import __version__
-from ernie_tiny.encoding import Tokenizer
+from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model, encoder_of
 
@@ -132,7 +132,7 @@ def load_pretrained(directory: str | os.PathLike, load_tokenizer_files: bool = T
     model.load_state_dict(state)
     tokenizer = None
     if load_tokenizer_files and meta.tokenizer_kind is not None:
-        from ernie_tiny.tokenizers import load_tokenizer
+        from ernie_tiny.tokenization.load import load_tokenizer
 
         tokenizer = load_tokenizer(directory)
     return LoadedCheckpoint(model=model, config=config, meta=meta, tokenizer=tokenizer)

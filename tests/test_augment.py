@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.commands.augment import augment
-from ernie_tiny.distill import augment_pos
-from ernie_tiny.distill.augment import (
+from ernie_tiny.augment import pos as augment_pos
+from ernie_tiny.augment.strategies import (
     UNK_PLACEHOLDER,
     AugmentConfig,
     augment_example,
@@ -29,12 +29,12 @@ from ernie_tiny.distill.augment import (
     render,
     tag_pairs,
 )
-from ernie_tiny.distill.augment_mlm import MaskedWordQuery, is_chinese_word, top_words
-from ernie_tiny.distill.augment_pos import PosVocabulary, TaggedWord, tag_texts
-from ernie_tiny.distill.augment_teacher import TeacherMaskedLM, label_with_teacher
-from ernie_tiny.encoding import UNK
+from ernie_tiny.augment.mlm import MaskedWordQuery, is_chinese_word, top_words
+from ernie_tiny.augment.pos import PosVocabulary, TaggedWord, tag_texts
+from ernie_tiny.augment.teacher import TeacherMaskedLM, label_with_teacher
+from ernie_tiny.tokenization.encoding import UNK
 from ernie_tiny.model import ErnieConfig, ErnieForMaskedLM, ErnieForRanking, ErnieForSequenceClassification
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+from ernie_tiny.tokenization.char import CharTokenizer
 
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -78,7 +78,7 @@ def test_placeholder_is_one_unk_token_in_the_char_tokenizer():
 
 
 def test_teacher_and_student_tokenizers_agree_on_placeholder_spans():
-    subword = pytest.importorskip("ernie_tiny.subword")
+    subword = pytest.importorskip("ernie_tiny.tokenization.subword")
     student = subword.train_subword_tokenizer(SENTENCES * 10, None, vocab_size=120)
     teacher = CharTokenizer.from_texts(SENTENCES)
     text = "房间⸮干净，hello⸮world⸮⸮"

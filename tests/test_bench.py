@@ -17,10 +17,10 @@ from ernie_tiny.bench.latency import Variant, time_variants
 from ernie_tiny.bench.report import markdown_table, write_report
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.commands.bench import bench as bench_command
-from ernie_tiny.encoding import Encoding, TokenSpan
+from ernie_tiny.tokenization.encoding import Encoding, TokenSpan
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.tasks import get_task
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+from ernie_tiny.data.tasks import get_task
+from ernie_tiny.tokenization.char import CharTokenizer
 
 REVIEWS = [(1, "房间很干净，服务也很周到，下次还会再来"), (0, "隔音太差了，晚上根本睡不着"), (1, "位置方便，离地铁站很近"),
            (0, "早餐品种太少，而且都是凉的"), (1, "性价比高，前台小姐态度很好"), (0, "空调坏了也没人来修，非常失望"),

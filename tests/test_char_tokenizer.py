@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ernie_tiny.encoding import TokenSpan
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer, is_control, read_vocab_file, strip_accents
-from ernie_tiny.tokenizers import load_tokenizer
+from ernie_tiny.tokenization.encoding import TokenSpan
+from ernie_tiny.tokenization.char import CharTokenizer, is_control, read_vocab_file, strip_accents
+from ernie_tiny.tokenization.load import load_tokenizer
 
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 WORDS = ["酒", "店", "很", "干", "净", "房", "间", "！", "，", "。", ",", ".", "!", "4", "star", "##s", "##t", "##a",

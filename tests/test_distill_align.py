@@ -18,7 +18,7 @@ from ernie_tiny.distill.align import (
     masked_softmax,
     precompute_alignments,
 )
-from ernie_tiny.encoding import CLS, SEP, UNK, Encoding, TokenSpan
+from ernie_tiny.tokenization.encoding import CLS, SEP, UNK, Encoding, TokenSpan
 
 
 def make_encoding(tokens: list[tuple[str, int, int, int]], truncated: bool = False) -> Encoding:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ernie_tiny.batching import pad_encodings
+from ernie_tiny.tokenization.batching import pad_encodings
 from ernie_tiny.distill.align import align_attention_probs, align_batch, identity_batch, masked_softmax
 from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import (
@@ -25,7 +25,7 @@ from ernie_tiny.distill.losses import (
 )
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import ErnieConfig, ErnieModel
-from ernie_tiny.encoding import CLS, SEP, Encoding, TokenSpan
+from ernie_tiny.tokenization.encoding import CLS, SEP, Encoding, TokenSpan
 
 
 def make_encoding(tokens: list[tuple[str, int, int, int]]) -> Encoding:

@@ -30,11 +30,12 @@ from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import DistillLossWeights
 from ernie_tiny.distill.task import distill
 from ernie_tiny.model import ErnieConfig, HeadKind
-from ernie_tiny.subword import train_subword_tokenizer
-from ernie_tiny.tasks import load_split
-from ernie_tiny.teacher.finetune import FinetuneConfig, finetune
-from ernie_tiny.tokenizers import load_tokenizer
-from ernie_tiny.training import OptimConfig, read_metrics
+from ernie_tiny.tokenization.subword import train_subword_tokenizer
+from ernie_tiny.data.tasks import load_split
+from ernie_tiny.finetune import FinetuneConfig, finetune
+from ernie_tiny.tokenization.load import load_tokenizer
+from ernie_tiny.training.logging import read_metrics
+from ernie_tiny.training.schedule import OptimConfig
 
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SENTI = DATA / "chnsenticorp_htl"

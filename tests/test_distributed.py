@@ -19,13 +19,14 @@ import pytest
 import torch
 from rich.console import Console
 
-from ernie_tiny.distill.distributed import (DistributedContext, all_gather_objects, all_reduce_mean, all_reduce_sum,
+from ernie_tiny.training.distributed import (DistributedContext, all_gather_objects, all_reduce_mean, all_reduce_sum,
                                             broadcast_object, init_distributed, resolve_device, unwrap, wrap_ddp)
 from ernie_tiny.distill.train import LossWindow
-from ernie_tiny.subword import train_subword_tokenizer
-from ernie_tiny.tasks import load_split
-from ernie_tiny.teacher.finetune import FinetuneConfig, finetune
-from ernie_tiny.training import OptimConfig, read_metrics
+from ernie_tiny.tokenization.subword import train_subword_tokenizer
+from ernie_tiny.data.tasks import load_split
+from ernie_tiny.finetune import FinetuneConfig, finetune
+from ernie_tiny.training.logging import read_metrics
+from ernie_tiny.training.schedule import OptimConfig
 
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SENTI = DATA / "chnsenticorp_htl"

@@ -17,12 +17,14 @@ from typer.testing import CliRunner
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.finetune import finetune as finetune_command
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.task_batches import collate
-from ernie_tiny.tasks import get_task
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
-from ernie_tiny.teacher.finetune import (FinetuneConfig, TrainingDivergedError, evaluate_model, finetune, prepare,
+from ernie_tiny.data.task_batches import collate
+from ernie_tiny.data.tasks import get_task
+from ernie_tiny.tokenization.char import CharTokenizer
+from ernie_tiny.finetune import (FinetuneConfig, TrainingDivergedError, evaluate_model, finetune, prepare,
                                          train_loop, with_new_vocab, with_task_head)
-from ernie_tiny.training import OptimConfig, predict, read_metrics
+from ernie_tiny.training.inference import predict
+from ernie_tiny.training.logging import read_metrics
+from ernie_tiny.training.schedule import OptimConfig
 
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

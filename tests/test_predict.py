@@ -14,15 +14,15 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from ernie_tiny.bench.export import ExportOptions, export_checkpoint
-from ernie_tiny.bench.predict import (Predictor, char_tags_from_token_tags, entities_from_tags, read_text_file,
+from ernie_tiny.deploy.export import ExportOptions, export_checkpoint
+from ernie_tiny.deploy.predict import (Predictor, char_tags_from_token_tags, entities_from_tags, read_text_file,
                                       softmax)
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.predict import predict as predict_command
-from ernie_tiny.encoding import Encoding, TokenSpan, pad_to_arrays
+from ernie_tiny.tokenization.encoding import Encoding, TokenSpan, pad_to_arrays
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.tasks import MSRA_TAGS, Example
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+from ernie_tiny.data.tasks import MSRA_TAGS, Example
+from ernie_tiny.tokenization.char import CharTokenizer
 
 TEXTS = ["房间很干净，服务也很周到", "隔音太差了，晚上根本睡不着", "位置方便，离地铁站很近",
          "早餐品种太少", "性价比高，前台态度很好，下次还来", "空调坏了也没人修", "北京大学在海淀区"]
@@ -110,7 +110,7 @@ def test_onnx_path_never_imports_torch(classifier):
         import json, sys
         import typer
         from typer.testing import CliRunner
-        from ernie_tiny.bench.predict import Predictor
+        from ernie_tiny.deploy.predict import Predictor
         from ernie_tiny.commands.predict import predict
         print(Predictor.load({str(classifier[1])!r}).predict(["房间很干净"])[0].label)
         app = typer.Typer(); app.command()(predict); app.command("noop")(lambda: None)

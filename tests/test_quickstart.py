@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from ernie_tiny.bench.predict import Predictor
+from ernie_tiny.deploy.predict import Predictor
 from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.cli import app
 from ernie_tiny.quickstart import QuickstartConfig, plan_steps

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ernie_tiny.commands.segment import segment_app
-from ernie_tiny.corpus import embedded_corpus_texts
-from ernie_tiny.subword import SubwordTokenizer
+from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.tokenization.subword import SubwordTokenizer
 
 runner = CliRunner()
 SAMPLE = embedded_corpus_texts()[::40]

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ernie_tiny.commands.segment import segment_app
-from ernie_tiny.corpus import embedded_corpus_texts
-from ernie_tiny.encoding import UNK
-from ernie_tiny.subword import SubwordTokenizer, TokenizerFileError
-from ernie_tiny.subword.pieces import piece_text
+from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.tokenization.encoding import UNK
+from ernie_tiny.tokenization.subword import SubwordTokenizer, TokenizerFileError
+from ernie_tiny.tokenization.subword.pieces import piece_text
 
 WORDS = {"酒店": 50, "房间": 40, "服务": 30, "干净": 20, "不错": 20, "早餐": 10, "交通": 10, "方便": 10,
          "中华人民共和国": 5, "人民": 8, "北京": 9, "我们": 12, "没有": 15, "非常": 11}

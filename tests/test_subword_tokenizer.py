@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ernie_tiny.corpus import embedded_corpus_texts
-from ernie_tiny.encoding import CLS, MASK, PAD, SEP, UNK, TokenSpan
-from ernie_tiny.subword import SubwordTokenizer, TokenizerFileError, train_subword_tokenizer
-from ernie_tiny.subword.normalize import normalize_text
-from ernie_tiny.subword.pieces import _spm_offsets_from_bytes, piece_text
-from ernie_tiny.subword.wordseg import JiebaSegmenter
-from ernie_tiny.tokenizers import load_tokenizer
+from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.tokenization.encoding import CLS, MASK, PAD, SEP, UNK, TokenSpan
+from ernie_tiny.tokenization.subword import SubwordTokenizer, TokenizerFileError, train_subword_tokenizer
+from ernie_tiny.tokenization.subword.normalize import normalize_text
+from ernie_tiny.tokenization.subword.pieces import _spm_offsets_from_bytes, piece_text
+from ernie_tiny.tokenization.subword.wordseg import JiebaSegmenter
+from ernie_tiny.tokenization.load import load_tokenizer
 
 # Review + news text, a mix of everything the tokenizer meets; 3000 pieces train in ~3 s.
 CORPUS_SAMPLE = embedded_corpus_texts()[::30]
@@ -217,7 +217,7 @@ def test_word_list_pickle_that_runs_code_is_refused(tmp_path):
 
     path = tmp_path / "dict.wordseg.pickle"
     path.write_bytes(pickle.dumps({"词": Evil()}))
-    from ernie_tiny.subword.files import read_wordseg_dict
+    from ernie_tiny.tokenization.subword.files import read_wordseg_dict
 
     with pytest.raises(TokenizerFileError, match=r"dict.wordseg.pickle: not a pickled word list .*builtins.print"):
         read_wordseg_dict(path)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from ernie_tiny.encoding import Encoding, TokenSpan
+from ernie_tiny.tokenization.encoding import Encoding, TokenSpan
 from ernie_tiny.heads import HeadKind
-from ernie_tiny.metrics import bio_entities, entity_f1, mean_reciprocal_rank
-from ernie_tiny.task_batches import collate
-from ernie_tiny.tasks import (IGNORE_INDEX, SPLITS, TASKS, DataError, EncodedExample, EncodedSplit, Example,
+from ernie_tiny.data.metrics import bio_entities, entity_f1, mean_reciprocal_rank
+from ernie_tiny.data.task_batches import collate
+from ernie_tiny.data.tasks import (IGNORE_INDEX, SPLITS, TASKS, DataError, EncodedExample, EncodedSplit, Example,
                               TaskKind, align_tags_to_tokens, char_tags_from_tokens, encode_examples, evaluate,
                               export_reviews_tsv, get_task, load_split, predictions_from_outputs, read_task_file,
                               reviews_splits)
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+from ernie_tiny.tokenization.char import CharTokenizer
 
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from ernie_tiny.checkpoint import CheckpointError, load_pretrained
 from ernie_tiny.commands.teacher import teacher_app
 from ernie_tiny.heads import HeadKind
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
-from ernie_tiny.teacher.loading import CheckpointFormat, count_parameters, detect_format, load_teacher
-from ernie_tiny.teacher.paddle_loader import (LoDTensorError, lod_tensor_bytes, parse_tensor_desc, read_lod_tensor,
+from ernie_tiny.tokenization.char import CharTokenizer
+from ernie_tiny.convert.detect import CheckpointFormat, count_parameters, detect_format, load_teacher
+from ernie_tiny.convert.paddle import (LoDTensorError, lod_tensor_bytes, parse_tensor_desc, read_lod_tensor,
                                               write_lod_tensor)
 
 transformers = pytest.importorskip("transformers")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ernie_tiny.tokenizers import tokenizer_kind
+from ernie_tiny.tokenization.load import tokenizer_kind
 
 
 def test_kind_comes_from_tokenizer_config(tmp_path):

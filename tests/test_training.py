@@ -10,14 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from ernie_tiny import training
+from ernie_tiny.training import state as training_state
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.task_batches import collate
-from ernie_tiny.tasks import Example, encode_examples, get_task
-from ernie_tiny.teacher.char_tokenizer import CharTokenizer
-from ernie_tiny.training import (MetricsLog, OptimConfig, batch_for_step, batch_indices, batches, build_optimizer,
-                                 capture_rng_state, get_lr, load_training_state, make_progress, plot_loss_curves,
-                                 predict, read_metrics, restore_rng_state, save_training_state, set_seed)
+from ernie_tiny.data.task_batches import collate
+from ernie_tiny.data.tasks import Example, encode_examples, get_task
+from ernie_tiny.tokenization.char import CharTokenizer
+from ernie_tiny.training.data_order import batch_for_step, batch_indices, batches
+from ernie_tiny.training.inference import predict
+from ernie_tiny.training.logging import MetricsLog, make_progress, plot_loss_curves, read_metrics
+from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
+from ernie_tiny.training.state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
 
 
 
@@ -81,7 +83,7 @@ def test_training_state_round_trip_and_atomic_save(tmp_path, monkeypatch):
         f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.torch, "save", broken_save)
+    monkeypatch.setattr(training_state.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_training_state(path, model, optimizer, step=9)
     monkeypatch.undo()

@@ -27,16 +27,16 @@ import torch
 from torch import nn
 
 from ernie_tiny.bench.environment import describe_environment, spinning_warning
-from ernie_tiny.bench.export import ExportOptions, export_model
+from ernie_tiny.deploy.export import ExportOptions, export_model
 from ernie_tiny.bench.latency import Backend, InferFn, LatencyStats, Variant, time_variants
-from ernie_tiny.bench.onnx_session import Device, DeviceUnavailableError, Precision, make_session, providers_for
-from ernie_tiny.bench.parity import ParityReport
+from ernie_tiny.deploy.onnx_session import Device, DeviceUnavailableError, Precision, make_session, providers_for
+from ernie_tiny.deploy.parity import ParityReport
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
-from ernie_tiny.encoding import Tokenizer, pad_to_arrays
+from ernie_tiny.tokenization.encoding import Tokenizer, pad_to_arrays
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.tasks import (EncodedSplit, Example, TaskKind, TaskSpec, encode_examples, evaluate, get_task, load_split,
+from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskKind, TaskSpec, encode_examples, evaluate, get_task, load_split,
                               predictions_from_outputs)
-from ernie_tiny.tokenizers import load_tokenizer
+from ernie_tiny.tokenization.load import load_tokenizer
 
 PARITY_EXAMPLES = 64  # dev texts each bench export is checked on
 
@@ -200,7 +200,7 @@ def synthetic_models(config: BenchConfig, task: TaskSpec, examples: list[Example
     if config.teacher_tokenizer is not None:
         teacher_tokenizer = load_tokenizer(config.teacher_tokenizer)
     else:  # a char vocab of the dev texts themselves: char-level lengths are what a char teacher sees
-        from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+        from ernie_tiny.tokenization.char import CharTokenizer
 
         teacher_tokenizer = CharTokenizer.from_texts([t for e in examples for t in (e.text_a, e.text_b) if t])
     models = []

@@ -48,7 +48,7 @@ def describe_environment(device: str, threads: int) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
         "onnxruntime_intra_op_threads": threads,
-        "onnxruntime_allow_spinning": False,  # set in ernie_tiny.bench.onnx_session.make_session
+        "onnxruntime_allow_spinning": False,  # set in ernie_tiny.deploy.onnx_session.make_session
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default: threads spin while idle)"),
         "load_average_1_5_15": [round(v, 2) for v in load] if load else None,
         "python": sys.version.split()[0],

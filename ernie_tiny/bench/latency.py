@@ -21,7 +21,7 @@ from enum import Enum
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ernie_tiny.encoding import Tokenizer, pad_to_arrays
+from ernie_tiny.tokenization.encoding import Tokenizer, pad_to_arrays
 
 Pair = tuple[str, str | None]
 InferFn = Callable[[dict[str, np.ndarray]], np.ndarray]  # padded int64 arrays -> the head's outputs

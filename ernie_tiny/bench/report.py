@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ernie_tiny.bench.benchmark import BenchResult, VariantResult, parity_summary
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ernie_tiny.tasks import TaskKind, get_task
+from ernie_tiny.data.tasks import TaskKind, get_task
 
 TASK_TITLES = {"xnli": "XNLI", "lcqmc": "LCQMC", "chnsenticorp": "ChnSentiCorp", "nlpcc-dbqa": "NLPCC-DBQA",
                "msra-ner": "MSRA-NER", "reviews": "Reviews"}

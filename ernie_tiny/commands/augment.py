@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from ernie_tiny.distill.augment import UNK_PLACEHOLDER, AugmentConfig, augment_examples
+from ernie_tiny.augment.strategies import UNK_PLACEHOLDER, AugmentConfig, augment_examples
 from ernie_tiny.io_utils import atomic_write_text
 
 STAGE_NAMES = {"tag": "POS tagging (jieba)", "augment": "augmenting", "mlm": "teacher MLM", "label": "teacher labels"}
@@ -52,7 +52,7 @@ def tsv_rows(new_examples, teacher_logits, pair_task: bool) -> list[str]:
 
 
 def augment(
-    task: Annotated[str, typer.Option(help="Task name, e.g. chnsenticorp, lcqmc (see ernie_tiny.tasks).")],
+    task: Annotated[str, typer.Option(help="Task name, e.g. chnsenticorp, lcqmc (see ernie_tiny.data.tasks).")],
     out: Annotated[Path, typer.Option(help="TSV to write: text_a[, text_b][, teacher_logits as JSON].")],
     data_dir: Annotated[Path | None, typer.Option(help="Folder with train/dev/test.tsv "
                                                        "(not for embedded tasks).")] = None,
@@ -106,7 +106,7 @@ def run_augment(console: Console, task: str, out: Path, data_dir: Path | None, s
                 teacher: Path | None, mlm_teacher: Path | None, mlm_context: int, peoples_daily: bool, workers: int,
                 cache_dir: Path | None, hmm: bool, batch_size: int, max_len: int, device: str,
                 threads: int = 0) -> None:
-    from ernie_tiny.tasks import TaskKind, get_task, load_split
+    from ernie_tiny.data.tasks import TaskKind, get_task, load_split
 
     if threads < 0:
         raise ValueError(f"--threads must be >= 0, got {threads}")
@@ -128,7 +128,7 @@ def run_augment(console: Console, task: str, out: Path, data_dir: Path | None, s
     mlm = None
     teacher_model = None
     if mlm_teacher is not None:
-        from ernie_tiny.distill.augment_teacher import TeacherMaskedLM
+        from ernie_tiny.augment.teacher import TeacherMaskedLM
 
         mlm = TeacherMaskedLM.from_pretrained(mlm_teacher, top_k=config.mlm_top_k, max_len=max_len,
                                               context_chars=mlm_context, device=device)
@@ -146,7 +146,7 @@ def run_augment(console: Console, task: str, out: Path, data_dir: Path | None, s
         report = StageProgress(progress)
         tagged, pos_vocab = None, None
         if peoples_daily:  # the task's own words plus the corpus's, under jieba's tags
-            from ernie_tiny.distill.augment_pos import PosVocabulary, peoples_daily_vocabulary, tag_texts
+            from ernie_tiny.augment.pos import PosVocabulary, peoples_daily_vocabulary, tag_texts
 
             texts = list(dict.fromkeys(t for e in examples for t in (e.text_a, e.text_b) if t is not None))
             tagged = dict(zip(texts, tag_texts(texts, hmm=hmm, workers=workers, cache_dir=cache_dir,
@@ -158,7 +158,7 @@ def run_augment(console: Console, task: str, out: Path, data_dir: Path | None, s
         augmented_at = time.perf_counter()
         logits = None
         if teacher_model is not None:
-            from ernie_tiny.distill.augment_teacher import label_with_teacher
+            from ernie_tiny.augment.teacher import label_with_teacher
 
             logits = label_with_teacher(teacher_model.model, teacher_model.tokenizer, [e.pair for e in new_examples],
                                         batch_size=batch_size, max_len=max_len, device=device,

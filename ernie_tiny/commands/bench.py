@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from ernie_tiny.bench.latency import Backend
-from ernie_tiny.bench.onnx_session import Device, DeviceUnavailableError
+from ernie_tiny.deploy.onnx_session import Device, DeviceUnavailableError
 
 
 def bench(

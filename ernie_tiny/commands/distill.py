@@ -20,8 +20,8 @@ from ernie_tiny.distill.general import distill_general as run_general
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.distill.task import distill as run_distill
 from ernie_tiny.model import PRESETS
-from ernie_tiny.subword import DEFAULT_VOCAB_SIZE
-from ernie_tiny.tasks import TASKS
+from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
+from ernie_tiny.data.tasks import TASKS
 
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ernie_tiny.training import TrainingDivergedError
+from ernie_tiny.training.state import TrainingDivergedError
 
 
 @contextmanager

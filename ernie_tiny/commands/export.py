@@ -1,4 +1,4 @@
-"""``ernie-tiny export``: the CLI over :mod:`ernie_tiny.bench.export`.
+"""``ernie-tiny export``: the CLI over :mod:`ernie_tiny.deploy.export`.
 
 torch and the exporter are imported inside the command, so that loading the CLI for
 ``ernie-tiny predict`` stays torch-free.
@@ -52,8 +52,8 @@ def export(
     """
     console = Console()
     try:
-        from ernie_tiny.bench.export import ExportOptions, export_checkpoint, parity_examples_for
-        from ernie_tiny.bench.onnx_session import Precision
+        from ernie_tiny.deploy.export import ExportOptions, export_checkpoint, parity_examples_for
+        from ernie_tiny.deploy.onnx_session import Precision
 
         if quantize is not None and fp16:
             raise ValueError("--quantize int8 and --fp16 exclude each other: int8 is for CPU, fp16 for CUDA")

@@ -1,4 +1,4 @@
-"""``ernie-tiny teacher finetune``: the CLI over :mod:`ernie_tiny.teacher.finetune`."""
+"""``ernie-tiny teacher finetune``: the CLI over :mod:`ernie_tiny.finetune`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from rich.console import Console
 
 from ernie_tiny.commands.errors import training_command_errors
 from ernie_tiny.model import PRESETS
-from ernie_tiny.tasks import TASKS
-from ernie_tiny.teacher.finetune import FinetuneConfig, default_lr, finetune as run_finetune
-from ernie_tiny.training import OptimConfig
+from ernie_tiny.data.tasks import TASKS
+from ernie_tiny.finetune import FinetuneConfig, default_lr, finetune as run_finetune
+from ernie_tiny.training.schedule import OptimConfig
 
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)

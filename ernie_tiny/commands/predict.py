@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ernie_tiny.bench.onnx_session import Device
+from ernie_tiny.deploy.onnx_session import Device
 from ernie_tiny.io_utils import atomic_write_text
 
 
@@ -31,7 +31,7 @@ def predict(
     """
     err_console = Console(stderr=True)
     try:
-        from ernie_tiny.bench.predict import Predictor, read_text_file
+        from ernie_tiny.deploy.predict import Predictor, read_text_file
 
         texts = [tuple(t.split("\t", 1)) if "\t" in t else t for t in (text or [])]
         if file is not None:

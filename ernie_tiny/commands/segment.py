@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.subword import DEFAULT_MAX_PIECE_CHARS, DEFAULT_VOCAB_SIZE, Segmentation, SubwordTokenizer, WordBoundary, train_subword_tokenizer
-from ernie_tiny.subword.sources import EMBEDDED, read_corpus_sources
-from ernie_tiny.subword.train import ModelType
-from ernie_tiny.vocab_files import TOKENIZER_CONFIG
+from ernie_tiny.tokenization.subword import DEFAULT_MAX_PIECE_CHARS, DEFAULT_VOCAB_SIZE, Segmentation, SubwordTokenizer, WordBoundary, train_subword_tokenizer
+from ernie_tiny.tokenization.subword.sources import EMBEDDED, read_corpus_sources
+from ernie_tiny.tokenization.subword.train import ModelType
+from ernie_tiny.tokenization.vocab_files import TOKENIZER_CONFIG
 
 segment_app = typer.Typer(help="Subword tokenizer of the student: jieba words + sentencepiece + ERNIE vocab.txt.",
                           no_args_is_help=True)
@@ -137,7 +137,7 @@ def _default_data_root() -> Path:
 @segment_app.command()
 def stats(
     tokenizer: TokenizerDir,
-    task: Annotated[str, typer.Option(help="Task name of ernie_tiny.tasks (chnsenticorp, lcqmc, reviews, ...).")],
+    task: Annotated[str, typer.Option(help="Task name of ernie_tiny.data.tasks (chnsenticorp, lcqmc, reviews, ...).")],
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Folder with <split>.tsv (default: $ERNIE_TINY_DATA/<task folder> or ../shared/data/<task folder>; "
              "none for the embedded reviews).")] = None,
@@ -153,8 +153,8 @@ def stats(
 
     Example: ernie-tiny segment stats --tokenizer runs/tokenizer --task lcqmc --data-dir ../shared/data/lcqmc
     """
-    from ernie_tiny.subword.stats import measure_lengths
-    from ernie_tiny.tasks import get_task, load_split
+    from ernie_tiny.tokenization.subword.stats import measure_lengths
+    from ernie_tiny.data.tasks import get_task, load_split
 
     try:
         spec = get_task(task)
@@ -165,7 +165,7 @@ def stats(
         tok = _load(tokenizer, wordseg_dict)
         char = None
         if char_vocab is not None:
-            from ernie_tiny.teacher.char_tokenizer import CharTokenizer
+            from ernie_tiny.tokenization.char import CharTokenizer
 
             char = CharTokenizer.from_vocab_file(char_vocab)
         result = measure_lengths(tok, [(e.text_a, e.text_b) for e in examples], char)

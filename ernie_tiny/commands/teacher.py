@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
-from ernie_tiny.teacher.loading import count_parameters, detect_format, load_teacher
+from ernie_tiny.convert.detect import count_parameters, detect_format, load_teacher
 
 teacher_app = typer.Typer(help="Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.",
                           no_args_is_help=True)

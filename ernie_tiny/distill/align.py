@@ -2,7 +2,7 @@
 
 TinyBERT and TextBrewer compare teacher position i with student position i, so both
 models must share a tokenizer. Here every token carries its character span
-(:class:`ernie_tiny.encoding.TokenSpan`), and student token i is matched with the
+(:class:`ernie_tiny.tokenization.encoding.TokenSpan`), and student token i is matched with the
 teacher tokens whose spans lie inside its span. The match is stored compactly as a
 range of teacher positions per student position (teacher tokens of one text are in
 text order, so the tokens inside a span are contiguous):
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ernie_tiny.encoding import Encoding
+from ernie_tiny.tokenization.encoding import Encoding
 
 
 @dataclass(frozen=True)

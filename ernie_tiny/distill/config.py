@@ -23,11 +23,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ernie_tiny.distill.augment import AugmentConfig
+from ernie_tiny.augment.strategies import AugmentConfig
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.model import PRESETS
-from ernie_tiny.subword import DEFAULT_VOCAB_SIZE
-from ernie_tiny.tasks import get_task
+from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
+from ernie_tiny.data.tasks import get_task
 
 CHAR_TOKENIZER = "char"  # --student-tokenizer char: the student reads the teacher's char tokens (no alignment)
 CPU_STUDENT_PRESET = "student-small"
@@ -90,7 +90,7 @@ def check_shared_settings(config: "DistillConfig | GeneralDistillConfig") -> Non
 @dataclass
 class DistillConfig:
     teacher: str  # fine-tuned teacher: our checkpoint folder, a Hugging Face folder or a Paddle folder
-    task: str  # a name in ernie_tiny.tasks.TASKS
+    task: str  # a name in ernie_tiny.data.tasks.TASKS
     out_dir: str
     data_dir: str | None = None  # folder of train/dev/test.tsv; None only for embedded tasks
     # joint: measured best on both tasks at equal steps (README: ChnSentiCorp 85.97 vs 81.98 two-stage,

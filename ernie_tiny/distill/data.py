@@ -33,18 +33,18 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ernie_tiny.batching import Batch, pad_encodings
+from ernie_tiny.tokenization.batching import Batch, pad_encodings
 from ernie_tiny.distill.align import AlignedBatch, Alignment, build_alignment, collate_alignments, identity_alignment
-from ernie_tiny.distill.augment import augment_examples
+from ernie_tiny.augment.strategies import augment_examples
 from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig, Stage
-from ernie_tiny.distill.distributed import DistributedContext, all_gather_objects, barrier
+from ernie_tiny.training.distributed import DistributedContext, all_gather_objects, barrier
 from ernie_tiny.distill.layer_map import Feature, LayerMap
-from ernie_tiny.encoding import Encoding, Tokenizer
+from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
 from ernie_tiny.model import EncoderOutput, ErnieConfig
-from ernie_tiny.task_batches import collate
-from ernie_tiny.tasks import EncodedSplit, Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
-from ernie_tiny.tokenizers import TOKENIZER_CONFIG, load_tokenizer
-from ernie_tiny.training import predict
+from ernie_tiny.data.task_batches import collate
+from ernie_tiny.data.tasks import EncodedSplit, Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
+from ernie_tiny.tokenization.load import TOKENIZER_CONFIG, load_tokenizer
+from ernie_tiny.training.inference import predict
 
 NO_LABEL = -100  # augmented and unlabelled texts: no gold label, the teacher's soft targets only
 
@@ -265,8 +265,8 @@ def default_tokenizer_dir(vocab_size: int) -> Path:
 
 def default_subword_tokenizer(vocab_size: int, ctx: DistributedContext, console: Console) -> Tokenizer:
     """The subword tokenizer trained on the embedded corpus (trained once by rank 0, then reused)."""
-    from ernie_tiny.corpus import embedded_corpus_texts
-    from ernie_tiny.subword import train_subword_tokenizer
+    from ernie_tiny.data.corpus import embedded_corpus_texts
+    from ernie_tiny.tokenization.subword import train_subword_tokenizer
 
     directory = default_tokenizer_dir(vocab_size)
     if ctx.is_main and not (directory / TOKENIZER_CONFIG).is_file():

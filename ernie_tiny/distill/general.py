@@ -25,15 +25,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ernie_tiny.corpus import embedded_corpus_texts
+from ernie_tiny.data.corpus import embedded_corpus_texts
 from ernie_tiny.distill.config import GeneralDistillConfig, Stage
 from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
-from ernie_tiny.distill.distributed import DistributedContext, barrier, run_in_process_group
+from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
 from ernie_tiny.distill.train import Amp, LoopSettings, Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.model import HeadKind, encoder_of
-from ernie_tiny.training import plain, plot_loss_curves
+from ernie_tiny.training.logging import plot_loss_curves
+from ernie_tiny.training.state import plain
 
 STUDENT_DIR = "student"
 

@@ -25,12 +25,13 @@ from rich.console import Console
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.distill.config import DistillConfig, Stage
 from ernie_tiny.distill.data import SplitEvaluator, alignment_coverage, mean_tokens, teacher_cache, training_items
-from ernie_tiny.distill.distributed import DistributedContext, barrier, run_in_process_group
+from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
 from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Amp, LoopSettings, Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.tasks import TaskKind, TaskSpec, get_task, load_splits
-from ernie_tiny.training import format_losses, plain, plot_loss_curves
+from ernie_tiny.data.tasks import TaskKind, TaskSpec, get_task, load_splits
+from ernie_tiny.training.logging import format_losses, plot_loss_curves
+from ernie_tiny.training.state import plain
 
 
 # ---- task distillation: build the session, run both stages, score the result --------------------------

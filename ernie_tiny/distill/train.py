@@ -34,15 +34,17 @@ from torch import nn
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.distill.config import Stage
 from ernie_tiny.distill.data import DistillBatch, DistillItem, TeacherCache, TeacherTargets, collate_distill
-from ernie_tiny.distill.distributed import DistributedContext, all_reduce_sum, barrier, unwrap, wrap_ddp
+from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, barrier, unwrap, wrap_ddp
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, DistillMasks, compute_intermediate_loss,
                                        compute_prediction_loss)
 from ernie_tiny.distill.projection import HiddenProjection
-from ernie_tiny.encoding import Tokenizer
+from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.model import EncoderOutput, ModelOutput
-from ernie_tiny.training import (MetricsLog, TrainingDivergedError, batch_for_step, build_optimizer, format_losses, get_lr,
-                                 load_training_state, make_progress, plain, save_training_state, set_seed)
+from ernie_tiny.training.data_order import batch_for_step
+from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress
+from ernie_tiny.training.schedule import build_optimizer, get_lr, set_seed
+from ernie_tiny.training.state import TrainingDivergedError, load_training_state, plain, save_training_state
 
 LAST_STATE = "last.pt"
 BEST_DIR = "best"

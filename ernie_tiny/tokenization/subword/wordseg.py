@@ -1,0 +1,115 @@
+"""Word segmenters that run before sentencepiece: jieba, or the ERNIE-tiny release's dictionary matching.
+
+Both cut a normalised text with no spaces (the tokenizer splits on spaces first) into
+words that concatenate back to it exactly. Usage::
+
+    JiebaSegmenter().words("酒店服务很到位")            # ['酒店', '服务', '很', '到位']
+    MaxMatchSegmenter(frozenset({"酒店", "服务"})).words("酒店服务好")  # ['酒店', '服务', '好']
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import lru_cache
+from typing import Protocol
+
+from ernie_tiny.tokenization.subword.normalize import normalize_text
+
+# jieba.load_userdict's own line format: "word [freq] [tag]".
+_USER_DICT_LINE = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
+
+
+class WordSegmenter(Protocol):
+    def words(self, text: str) -> list[str]:
+        """Cut ``text`` (normalised, without spaces) into words that join back to ``text``."""
+        ...
+
+
+class JiebaSegmenter:
+    """jieba's default (precise, HMM) mode, with an optional user dictionary.
+
+    Each tokenizer gets its own ``jieba.Tokenizer``, so a user dictionary never leaks into
+    other code that uses jieba's global instance. User words are normalised like the
+    text (lower-cased, NFKC), since jieba only ever sees normalised text here.
+    """
+
+    def __init__(self, user_dict_text: str | None = None):
+        self.user_dict_text = user_dict_text
+        self._jieba = None  # built on first use: loading jieba's dictionary takes ~1 s
+
+    def _tokenizer(self):  # noqa: ANN202 (jieba has no type hints)
+        if self._jieba is None:
+            entries = parse_user_dict(self.user_dict_text or "")
+            base = _default_jieba()
+            if not entries:
+                self._jieba = base  # cutting only reads the dictionary: one copy serves every tokenizer
+            else:
+                import jieba
+
+                # a private copy of the loaded default dictionary (loading it again would take ~1 s)
+                tokenizer = jieba.Tokenizer()
+                tokenizer.FREQ, tokenizer.total, tokenizer.initialized = dict(base.FREQ), base.total, True
+                for word, freq, tag in entries:
+                    tokenizer.add_word(word, freq, tag)
+                self._jieba = tokenizer
+        return self._jieba
+
+    def words(self, text: str) -> list[str]:
+        words = list(self._tokenizer().cut(text, HMM=True))
+        if "".join(words) != text:  # never seen; keeps the spans exact if jieba ever drops a char
+            return list(text)
+        return words
+
+
+@lru_cache(maxsize=1)
+def _default_jieba():  # noqa: ANN202
+    """jieba with its default dictionary, loaded once per process."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading at DEBUG to stderr
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+def parse_user_dict(text: str) -> list[tuple[str, int | None, str | None]]:
+    """``(word, freq, tag)`` for each non-empty line of a jieba user dictionary, words normalised."""
+    entries = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("\ufeff")
+        if not line:
+            continue
+        match = _USER_DICT_LINE.match(line)
+        if match is None:  # cannot happen for a non-empty line; kept for clarity
+            continue
+        word, freq, tag = match.groups()
+        word = normalize_text(word).text.replace(" ", "")
+        if word:
+            entries.append((word, int(freq) if freq else None, tag.strip() if tag else None))
+    return entries
+
+
+class MaxMatchSegmenter:
+    """Forward maximum matching over a word list, as the ERNIE-tiny release's ``WSSPTokenizer.cut``.
+
+    At each position take the longest dictionary word of at most ``window`` chars that starts
+    there, else a single char.
+    """
+
+    def __init__(self, words: frozenset[str], window: int = 5):
+        if window < 1:
+            raise ValueError(f"wordseg window must be >= 1, got {window}")
+        self.dictionary = words
+        self.window = window
+
+    def words(self, text: str) -> list[str]:
+        out = []
+        start = 0
+        while start < len(text):
+            size = min(self.window, len(text) - start)
+            while size > 1 and text[start:start + size] not in self.dictionary:
+                size -= 1
+            out.append(text[start:start + size])
+            start += size
+        return out

@@ -1,0 +1,71 @@
+"""Optimisation settings and the pure pieces of a schedule: peak lr, warmup/linear decay, AdamW groups, seeds."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-5  # peak learning rate, reached at the end of warmup
+    weight_decay: float = 0.01  # AdamW decay on weight matrices; never on biases or LayerNorm
+    warmup_ratio: float = 0.1  # fraction of max_steps spent warming up linearly from 0
+    max_steps: int = 1000  # optimizer steps in the whole run (the schedule decays to 0 at this step)
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    batch_size: int = 32  # examples per optimizer step (per process under DDP)
+    seed: int = 42  # model init, data order and dropout all follow from it
+    eval_every: int = 200  # steps between dev evaluations (and at the last step)
+    save_every: int = 200  # steps between resumable training states (last.pt)
+    log_every: int = 10  # steps between metrics.jsonl lines
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("max_steps", "batch_size", "eval_every", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup_ratio * self.max_steps)
+
+
+def get_lr(step: int, max_steps: int, base_lr: float, warmup_steps: int) -> float:
+    """Learning rate of (0-based) ``step``: linear warmup, then linear decay reaching 0 at ``max_steps``.
+
+    lr = base_lr * (step + 1) / warmup_steps             for step < warmup_steps
+    lr = base_lr * (max_steps - step) / (max_steps - warmup_steps)   afterwards (>= 0)
+
+    The ``+ 1`` makes the very first step train (lr 0 would waste it).
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    return base_lr * max(0.0, (max_steps - step) / max(1, max_steps - warmup_steps))
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (every CUDA device too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and embeddings only.
+
+    Parameters with fewer than 2 dimensions (biases, LayerNorm scales and shifts) are
+    not decayed: pulling a LayerNorm scale towards 0 shrinks activations, not complexity.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
