@@ -20,15 +20,16 @@ from rich.console import Console
 from torch import nn
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
+from ernie_tiny.convert.detect import load_teacher
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, resolve_student_preset
 from ernie_tiny.distill.data import StudentTokenizer, resolve_student_tokenizer
-from ernie_tiny.training.distributed import DistributedContext
 from ernie_tiny.distill.layer_map import LayerMap, parse_layer_map
+from ernie_tiny.distill.objective import DistillObjective
 from ernie_tiny.distill.projection import HiddenProjection
-from ernie_tiny.distill.train import LAST_STATE, DistillObjective
-from ernie_tiny.tokenization.encoding import Tokenizer
+from ernie_tiny.distill.train import LAST_STATE
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model, encoder_of
-from ernie_tiny.convert.detect import load_teacher
+from ernie_tiny.tokenization.encoding import Tokenizer
+from ernie_tiny.training.distributed import DistributedContext
 from ernie_tiny.training.schedule import set_seed
 
 

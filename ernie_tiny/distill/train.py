@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,72 +33,36 @@ from torch import nn
 
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.distill.config import Stage
-from ernie_tiny.distill.data import DistillBatch, DistillItem, TeacherCache, TeacherTargets, collate_distill
-from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, barrier, unwrap, wrap_ddp
-from ernie_tiny.distill.layer_map import Feature, LayerMap
-from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, DistillMasks, compute_intermediate_loss,
-                                       compute_prediction_loss)
-from ernie_tiny.distill.projection import HiddenProjection
+from ernie_tiny.distill.data import (
+    DistillBatch,
+    DistillItem,
+    TeacherCache,
+    TeacherTargets,
+    collate_distill,
+)
+from ernie_tiny.distill.objective import DistillObjective
+from ernie_tiny.model import ModelOutput
 from ernie_tiny.tokenization.encoding import Tokenizer
-from ernie_tiny.model import EncoderOutput, ModelOutput
 from ernie_tiny.training.data_order import batch_for_step
+from ernie_tiny.training.distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    barrier,
+    unwrap,
+    wrap_ddp,
+)
 from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress
 from ernie_tiny.training.schedule import build_optimizer, get_lr, set_seed
-from ernie_tiny.training.state import TrainingDivergedError, load_training_state, plain, save_training_state
+from ernie_tiny.training.state import (
+    TrainingDivergedError,
+    load_training_state,
+    plain,
+    save_training_state,
+)
 
 LAST_STATE = "last.pt"
 BEST_DIR = "best"
 INTERMEDIATE_DIR = "intermediate"
-
-
-class DistillObjective(nn.Module):
-    """The student and its hidden-size projection in one module, so that DDP averages both their gradients.
-
-    ``forward`` returns the loss: DDP only syncs parameters used inside the wrapped forward.
-    """
-
-    def __init__(self, student: nn.Module, projection: HiddenProjection, layer_map: LayerMap,
-                 weights: DistillLossWeights, attention_loss: AttentionLossKind):
-        super().__init__()
-        self.student = student
-        self.projection = projection
-        self.layer_map = layer_map
-        self.weights = weights
-        self.attention_loss = attention_loss
-        self.needs_attention = weights.attention > 0 and any(m.feature is Feature.attention for m in layer_map)
-
-    def forward(self, batch: DistillBatch, teacher: TeacherTargets | None, stage: Stage) -> "StepLoss":
-        """The stage's loss: layer-map terms (intermediate), prediction terms (prediction), or their sum (joint)."""
-        features = stage.matches_features
-        out = self.student(batch.student.input_ids, batch.student.token_type_ids, batch.student.attention_mask,
-                           output_hidden_states=features, output_attention_scores=features and self.needs_attention)
-        total = torch.zeros((), device=batch.student.input_ids.device)
-        terms: dict[str, torch.Tensor] = {}
-        if features:
-            encoder = out if isinstance(out, EncoderOutput) else out.encoder
-            masks = DistillMasks(student=batch.student.attention_mask, teacher=batch.teacher.attention_mask)
-            feature_total, feature_terms = compute_intermediate_loss(
-                encoder, teacher.encoder, self.projection, self.layer_map, batch.aligned, masks, self.weights,
-                self.attention_loss)
-            total, terms = total + feature_total, {**terms, **feature_terms}
-        if stage.matches_logits:
-            # Augmented rows carry no gold label; a batch of only such rows has no hard term.
-            weights = self.weights if batch.has_labels else replace(self.weights, hard=0.0)
-            logits = teacher.logits if teacher is not None else None
-            prediction_total, prediction_terms = compute_prediction_loss(out.logits, logits, batch.labels, weights)
-            total, terms = total + prediction_total, {**terms, **prediction_terms}
-        return StepLoss(total, terms)
-
-    def term_names(self, stage: Stage) -> list[str]:
-        """The loss terms a stage can log (those with a weight > 0), in a fixed order."""
-        names = []
-        if stage.matches_features:
-            names += [name for match, name in zip(self.layer_map, self.layer_map.term_names())
-                      if self.weights.match_weight(match) > 0]
-        if stage.matches_logits:
-            names += [name for name, weight in (("soft_ce", self.weights.soft), ("hard_ce", self.weights.hard))
-                      if weight > 0]
-        return names
 
 
 class LossWindow:
@@ -118,12 +82,6 @@ class LossWindow:
         reduced = all_reduce_sum([self.sums[n] for n in names] + [float(self.counts[n]) for n in names], ctx)
         sums, counts = reduced[:len(names)], reduced[len(names):]
         return {n: s / c for n, s, c in zip(names, sums, counts) if c > 0}
-
-
-@dataclass
-class StepLoss:
-    total: torch.Tensor  # scalar, weighted sum of the terms
-    terms: dict[str, torch.Tensor]  # unweighted, detached
 
 
 @dataclass(frozen=True)
