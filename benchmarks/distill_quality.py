@@ -49,9 +49,10 @@ def row_config(row: str, args: argparse.Namespace) -> dict:
     total = args.steps_intermediate + args.steps_prediction
     base = dict(teacher=args.teacher, task=args.task, data_dir=args.data_dir, out_dir=str(Path(args.out) / row),
                 student_preset=args.student_preset, student_tokenizer=args.student_tokenizer,
-                steps_intermediate=args.steps_intermediate, steps_prediction=args.steps_prediction, lr=args.lr,
-                batch_size=args.batch_size, max_len=args.max_len, augment=args.augment, seed=args.seed,
-                eval_every=args.eval_every, save_every=args.eval_every, limit=args.limit, device="cpu",
+                steps_intermediate=args.steps_intermediate, steps_prediction=args.steps_prediction,
+                optim={"lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "eval_every": args.eval_every,
+                       "save_every": args.eval_every},
+                max_len=args.max_len, augment=args.augment, limit=args.limit, device="cpu",
                 augment_cache_dir=str(Path(args.out) / "pos-cache"),
                 loss_weights={"temperature": args.temperature, "hard": args.hard_weight,
                               **dict.fromkeys(("embedding", "hidden", "attention"), args.feature_weight)})
@@ -80,7 +81,7 @@ def finished_row(values: dict) -> dict | None:
     for key, value in values.items():
         if key == "out_dir":  # the folder may have been renamed
             continue
-        if key == "loss_weights":
+        if key in ("loss_weights", "optim"):  # nested blocks: the given fields must match
             if any(saved.get(key, {}).get(name) != weight for name, weight in value.items()):
                 return None
         elif saved.get(key) != value:

@@ -1,6 +1,6 @@
 """Fine-tune the char-level teacher on a task: build or load it, train, keep the best checkpoint.
 
-    FinetuneConfig -> prepare() (data, tokenizer, model) -> train_loop() -> best/ + metrics.json
+    FinetuneConfig -> prepare() (data, tokenizer, model) -> training.loop.train() -> best/ + metrics.json
 
 ``--preset`` builds a randomly initialised teacher (no pretrained ERNIE weights exist
 offline) whose char vocabulary comes from the task's train texts; ``--init`` starts
@@ -14,46 +14,44 @@ Files in ``out_dir``: ``best/`` (checkpoint folder of the best dev step), ``last
 Example::
 
     config = FinetuneConfig(task="reviews", out_dir="runs/teacher", preset="teacher-small",
-                            max_len=64, optim=OptimConfig(lr=5e-4, max_steps=600, batch_size=32))
+                            max_len=64, max_steps=600, optim=OptimConfig(lr=5e-4, batch_size=32))
     result = finetune(config)
     result.test["accuracy"]
 """
 
 from __future__ import annotations
 
-import math
-import time
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from torch import nn
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretrained
-from ernie_tiny.tokenization.encoding import Tokenizer
+from ernie_tiny.convert.detect import load_teacher
+from ernie_tiny.data.task_batches import collate
+from ernie_tiny.data.tasks import EncodedSplit, Example, TaskSpec, encode_examples, get_task, load_splits
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json
 from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskSpec, encode_examples, evaluate, get_task, load_splits,
-                              predictions_from_outputs)
 from ernie_tiny.tokenization.char import CharTokenizer
-from ernie_tiny.convert.detect import load_teacher
+from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.tokenization.load import load_tokenizer
 from ernie_tiny.training.data_order import batch_for_step
-from ernie_tiny.training.inference import predict
-from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress, plot_loss_curves
-from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
-from ernie_tiny.training.state import TrainingDivergedError, load_training_state, plain, save_training_state
+from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
+from ernie_tiny.training.evaluation import SplitEvaluator
+from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_curves
+from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, check_resumable, train
+from ernie_tiny.training.precision import Amp
+from ernie_tiny.training.schedule import OptimConfig, set_seed
+from ernie_tiny.training.state import plain, read_training_state
 
-LAST_STATE = "last.pt"
 BEST_DIR = "best"
 TOKENIZER_DIR = "tokenizer"
 # Config fields a resumed run may change: they do not alter the trained weights.
-RESUMABLE_CHANGES = {"resume", "overwrite", "out_dir", "device", "eval_batch_size"}
-RESUMABLE_OPTIM_CHANGES = {"eval_every", "save_every", "log_every"}
+RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "eval_batch_size", "optim.eval_every",
+                               "optim.save_every", "optim.log_every"})
 
 
 def default_lr(from_checkpoint: bool) -> float:
@@ -73,9 +71,10 @@ class FinetuneConfig:
     init: str | None = None  # or: start from this checkpoint
     data_dir: str | None = None  # folder of train/dev/test.tsv; None only for embedded tasks
     max_len: int = 128  # tokens per example, [CLS]/[SEP] included; longer texts are truncated and counted
+    max_steps: int = 1000  # optimizer steps (the schedule decays to 0 at the last one)
     vocab_from_train: bool = False  # with --init: new char vocab from the train texts, known rows kept
     vocab_min_freq: int = 1  # chars seen fewer times in train become [UNK]
-    device: str = "cpu"
+    device: str | None = None  # None: cuda when available, else cpu (under torchrun: one GPU per process)
     eval_batch_size: int = 64
     limit: int | None = None  # use only the first N examples of each split (quick runs, smoke tests)
     resume: bool = False  # continue from out_dir/last.pt
@@ -83,6 +82,8 @@ class FinetuneConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig.from_dict(self.optim)
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
         if (self.preset is None) == (self.init is None):
@@ -94,12 +95,19 @@ class FinetuneConfig:
             raise ValueError(f"task {task.name} needs --data-dir (a folder with train.tsv, dev.tsv, test.tsv)")
         if self.max_len < 8:
             raise ValueError(f"max_len must be >= 8, got {self.max_len}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.vocab_min_freq < 1 or self.eval_batch_size < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("vocab_min_freq, eval_batch_size and limit must be >= 1")
 
     @classmethod
     def from_dict(cls, values: dict) -> "FinetuneConfig":
-        return cls(**{**values, "optim": OptimConfig(**values["optim"])})
+        """Strict: unknown keys are refused by name (the dataclass's own check), the optim block too."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown FinetuneConfig fields: {', '.join(unknown)}")
+        return cls(**values)
 
 
 @dataclass
@@ -110,15 +118,6 @@ class Prepared:
     model: nn.Module
     tokenizer: Tokenizer
     source: str  # one line: which preset / checkpoint the teacher came from
-
-
-@dataclass
-class TrainOutcome:
-    model: nn.Module  # weights after the last step (the best ones are in out_dir/best)
-    steps: int
-    best_step: int
-    best_dev: dict[str, float]
-    train_seconds: float  # summed over resumed segments
 
 
 @dataclass
@@ -151,19 +150,30 @@ def with_task_head(loaded: LoadedCheckpoint, task: TaskSpec, seed: int) -> tuple
     return model, f"head {old_head} replaced by {task.head.value} {list(task.labels)}"
 
 
+def shared_tokens(old: Tokenizer | None, new: CharTokenizer) -> dict[int, int]:
+    """new id -> old id of every token both vocabularies have (none when the checkpoint has no vocabulary)."""
+    old_vocab = getattr(old, "vocab", None) or {}
+    return {index: old_vocab[token] for token, index in new.vocab.items() if token in old_vocab}
+
+
 def with_new_vocab(model: nn.Module, old: Tokenizer | None, new: CharTokenizer, seed: int) -> nn.Module:
-    """The model rebuilt for ``new``'s vocabulary: every other tensor kept, embedding rows of known tokens copied."""
+    """The model rebuilt for ``new``'s vocabulary: every other tensor kept, the pretrained embedding row of every
+    token both vocabularies share copied; only the rows of new tokens keep their fresh initialisation."""
     config = replace(encoder_of(model).config, vocab_size=new.vocab_size, pad_token_id=new.pad_id)
     set_seed(seed)
     rebuilt = build_model(config, getattr(model, "head_kind"), getattr(model, "num_labels"))
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("word_embeddings.weight")}
+    # the word embeddings (and an MLM head's per-token bias) are sized by the vocabulary: rebuilt row by row
+    per_token = ("word_embeddings.weight", "decoder_bias")
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(per_token)}
     rebuilt.load_state_dict(state, strict=False)
-    old_vocab = getattr(old, "vocab", {})
-    old_rows = encoder_of(model).embeddings.word_embeddings.weight.detach()
-    new_rows = encoder_of(rebuilt).embeddings.word_embeddings.weight.detach()
-    for token, index in new.vocab.items():
-        if token in old_vocab:
-            new_rows[index] = old_rows[old_vocab[token]]
+    shared = shared_tokens(old, new)
+    old_state, new_state = model.state_dict(), rebuilt.state_dict()  # detached views of the parameters
+    for name in per_token:
+        old_rows = next((t for k, t in old_state.items() if k.endswith(name)), None)
+        new_rows = next((t for k, t in new_state.items() if k.endswith(name)), None)
+        if old_rows is not None and new_rows is not None:
+            for new_id, old_id in shared.items():
+                new_rows[new_id] = old_rows[old_id]
     return rebuilt
 
 
@@ -185,9 +195,15 @@ def build_teacher(config: FinetuneConfig, task: TaskSpec, train: list[Example],
         if config.vocab_from_train or loaded.tokenizer is None:
             if not config.vocab_from_train:
                 raise ValueError(f"{config.init}: checkpoint has no tokenizer files; add --vocab-from-train")
-            tokenizer = tokenizer or CharTokenizer.from_texts(texts_of(train), min_freq=config.vocab_min_freq)
+            # the checkpoint's casing, so that its tokens can match the new ones
+            lower = getattr(loaded.tokenizer, "do_lower_case", True)
+            tokenizer = tokenizer or CharTokenizer.from_texts(texts_of(train), min_freq=config.vocab_min_freq,
+                                                              do_lower_case=lower)
             model = with_new_vocab(model, loaded.tokenizer, tokenizer, seed)
-            source += f", char vocab rebuilt from {task.name} train"
+            kept = len(shared_tokens(loaded.tokenizer, tokenizer))
+            source += (f", char vocab rebuilt from {task.name} train: {kept} of {tokenizer.vocab_size} embedding "
+                       f"rows kept from the checkpoint, {tokenizer.vocab_size - kept} new"
+                       + ("" if loaded.tokenizer is not None else " (the checkpoint has no vocab.txt to match)"))
         else:
             tokenizer = loaded.tokenizer
     limit = encoder_of(model).config.max_position_embeddings
@@ -212,124 +228,71 @@ def prepare(config: FinetuneConfig, console: Console) -> Prepared:
 
 # ---- training ---------------------------------------------------------------------------------------
 
-def evaluate_model(model: nn.Module, prepared: Prepared, split: str, config: FinetuneConfig) -> dict[str, float]:
-    collate_fn = partial(collate, prepared.task, pad_id=prepared.tokenizer.pad_id)
-    outputs = predict(model, prepared.encoded[split].items, collate_fn, config.eval_batch_size, config.device)
-    predictions = predictions_from_outputs(prepared.task, outputs, prepared.encoded[split], prepared.examples[split])
-    return evaluate(prepared.task, predictions, prepared.examples[split])
-
-
-def check_resumable(saved: dict, config: FinetuneConfig, path: Path) -> None:
-    """Refuse to resume a run whose saved config differs in anything that changes the weights."""
-    current = plain(config)
-    changed = [k for k in current if k not in RESUMABLE_CHANGES | {"optim"} and saved.get(k) != current[k]]
-    changed += [f"optim.{k}" for k in current["optim"]
-                if k not in RESUMABLE_OPTIM_CHANGES and saved.get("optim", {}).get(k) != current["optim"][k]]
-    if changed:
-        raise ValueError(f"{path}: cannot resume: the run was started with different "
-                         + ", ".join(changed) + " (same options, or a new --out)")
-
-
-def train_loop(prepared: Prepared, config: FinetuneConfig, console: Console,
-               after_step: Callable[[int], None] | None = None) -> TrainOutcome:
-    """Train ``prepared.model``: schedule, forward, loss, backward, clip, step, log, evaluate, checkpoint.
-
-    ``after_step(done_steps)`` runs after each step (tests raise from it to simulate a crash).
-    """
-    model, task, optim = prepared.model.to(config.device), prepared.task, config.optim
-    out_dir = Path(config.out_dir)
-    state_path = out_dir / LAST_STATE
-    optimizer = build_optimizer(model, optim.lr, optim.weight_decay)
-    start, best, train_seconds = 0, {"metric": -math.inf, "step": 0, "dev": {}}, 0.0
-    window_loss, window_steps = 0.0, 0  # loss summed since the last metrics.jsonl line
-    if config.resume:
-        state = load_training_state(state_path, model, optimizer)  # restores the RNGs too
-        check_resumable(state.config, config, state_path)
-        start, best, train_seconds = state.step, state.extra["best"], state.extra["train_seconds"]
-        window_loss, window_steps = state.extra["window_loss"], state.extra["window_steps"]
-        console.print(f"resumed from {state_path} at step {start}")
-    else:
-        set_seed(optim.seed)  # dropout masks follow from the seed, as they will after a resume
-    log = MetricsLog(out_dir, resume_step=start if config.resume else None)
-    collate_fn = partial(collate, task, pad_id=prepared.tokenizer.pad_id)
-    train_items = prepared.encoded["train"].items
-    model.train()
-    window_examples, window_start = 0, time.perf_counter()
-    segment_start = time.perf_counter()
-    with make_progress(console) as progress:
-        bar = progress.add_task(f"fine-tune {task.name}", total=optim.max_steps, completed=start, speed="", losses="")
-        for step in range(start, optim.max_steps):
-            lr = get_lr(step, optim.max_steps, optim.lr, optim.warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            # The batch is a pure function of (seed, step): a resumed run sees the same data order.
-            batch = collate_fn(batch_for_step(train_items, step, optim.batch_size, optim.seed)).to(config.device)
-            loss = model(**batch.model_inputs()).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip or math.inf)
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                raise TrainingDivergedError(f"step {step + 1}: loss {loss.item()}, gradient norm {grad_norm.item()} "
-                                            f"at lr {lr:.2e}; lower --lr or check the data")
-            optimizer.step()
-            done = step + 1
-            window_loss, window_steps = window_loss + loss.item(), window_steps + 1
-            window_examples += len(batch.labels)
-            speed = window_examples / max(time.perf_counter() - window_start, 1e-9)
-            progress.update(bar, advance=1, speed=f"{speed:.0f} ex/s", losses=format_losses({"loss": loss.item()}))
-            if done % optim.log_every == 0:
-                log.log(done, "train", loss=window_loss / window_steps, lr=lr, grad_norm=grad_norm.item(),
-                        examples_per_s=speed)
-                window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
-            if done % optim.eval_every == 0 or done == optim.max_steps:
-                dev = evaluate_model(model, prepared, "dev", config)
-                log.log(done, "dev", **dev)
-                log.write_csv()
-                console.print(f"step {done}: dev " + format_losses(dev))
-                if dev[task.main_metric] > best["metric"]:  # strictly better: ties keep the earlier step
-                    best = {"metric": dev[task.main_metric], "step": done, "dev": dev}
-                    save_pretrained(model, out_dir / BEST_DIR, prepared.tokenizer, task.name, list(task.labels),
-                                    extra={"step": done, "dev": dev, "source": prepared.source,
-                                           "finetune_config": plain(config)})
-            if done % optim.save_every == 0 or done == optim.max_steps:
-                elapsed = train_seconds + time.perf_counter() - segment_start
-                save_training_state(state_path, model, optimizer, done, config=config,
-                                    extra={"best": best, "train_seconds": elapsed, "window_loss": window_loss,
-                                           "window_steps": window_steps})
-            if after_step is not None:
-                after_step(done)
-    log.write_csv()
-    return TrainOutcome(model, optim.max_steps, best["step"], best["dev"],
-                        train_seconds + time.perf_counter() - segment_start)
-
-
 def finetune(config: FinetuneConfig, console: Console | None = None,
              after_step: Callable[[int], None] | None = None) -> FinetuneResult:
-    """Run a whole fine-tuning: prepare, train, then score the best checkpoint on dev and test."""
-    console = console or Console()
+    """Run a whole fine-tuning: prepare, train on the loop, then score the best checkpoint on dev and test.
+
+    Under ``torchrun`` every process trains on its shard of each batch; only rank 0 writes.
+    ``after_step(step)`` runs after each step (tests raise from it to simulate a crash).
+    """
+    return run_in_process_group(config.device, console,
+                                lambda ctx, console: finetune_in_context(config, ctx, console, after_step))
+
+
+def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console: Console,
+                        after_step: Callable[[int], None] | None) -> FinetuneResult:
     out_dir = Path(config.out_dir)
-    if not config.resume and not config.overwrite and (out_dir / LAST_STATE).exists():
-        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, --overwrite to start "
+    state_path = out_dir / LAST_STATE
+    if not config.resume and not config.overwrite and state_path.exists():
+        raise ValueError(f"{state_path} exists: add --resume to continue that run, --overwrite to start "
                          "over, or choose a new --out")
+    resume = read_training_state(state_path) if config.resume else None
+    if resume is not None:
+        check_resumable(resume.config, plain(config), RESUMABLE_CHANGES, state_path)
+    Amp.resolve(config.optim.precision, ctx.device)  # refuse an impossible precision before any work
     prepared = prepare(config, console)
-    if not config.resume:
+    task, tokenizer, optim = prepared.task, prepared.tokenizer, config.optim
+    if ctx.is_main and resume is None:
         with atomic_dir(out_dir / TOKENIZER_DIR) as tmp:
-            prepared.tokenizer.save(str(tmp))
-    outcome = train_loop(prepared, config, console, after_step)
+            tokenizer.save(str(tmp))
+    evaluator = SplitEvaluator(task, prepared.examples, config.max_len, config.eval_batch_size, ctx)
+    train_items = prepared.encoded["train"].items
+
+    def save_best(model: nn.Module, step: int, dev: dict[str, float]) -> None:
+        save_pretrained(model, out_dir / BEST_DIR, tokenizer, task.name, list(task.labels),
+                        extra={"step": step, "dev": dev, "source": prepared.source, "finetune_config": plain(config)})
+
+    spec = TrainSpec(
+        name=f"fine-tune {task.name}", model=prepared.model, steps=config.max_steps,
+        # The batch is a pure function of (seed, step, rank): a resumed run sees the same data order.
+        items_for_step=lambda step: batch_for_step(train_items, step, optim.batch_size, optim.seed,
+                                                   ctx.rank, ctx.world_size),
+        collate=lambda items: collate(task, items, pad_id=tokenizer.pad_id).to(ctx.device),
+        loss_fn=lambda model, batch: StepLoss(model(**batch.model_inputs()).loss, {}),
+        evaluate=lambda model: evaluator(model, tokenizer, "dev"), main_metric=task.main_metric, save_best=save_best)
+    metrics = MetricsLog(out_dir, resume_step=resume.step if resume else None) if ctx.is_main else None
+    if resume is not None:
+        console.print(f"resumed from {state_path} at step {resume.step}")
+    run = RunContext(ctx, out_dir, config, console, metrics, after_step=after_step)
+    state = train(spec, optim, run, resume)
+    barrier(ctx)
     best = load_pretrained(out_dir / BEST_DIR)
-    best.model.to(config.device)
-    dev = evaluate_model(best.model, prepared, "dev", config)
-    test = evaluate_model(best.model, prepared, "test", config) if "test" in prepared.examples else None
+    best.model.to(ctx.device)
+    dev = evaluator(best.model, tokenizer, "dev")
+    test = evaluator(best.model, tokenizer, "test") if "test" in prepared.examples else None
     truncated = {split: encoded.truncated for split, encoded in prepared.encoded.items()}
-    result = FinetuneResult(out_dir, out_dir / BEST_DIR, prepared.source, outcome.steps, outcome.best_step,
-                            dev, test, outcome.train_seconds, truncated)
-    atomic_write_json(out_dir / "metrics.json", {
-        "task": prepared.task.name, "main_metric": prepared.task.main_metric, "preset": config.preset,
-        "init": config.init, "source": prepared.source, "steps": result.steps, "best_step": result.best_step,
-        "dev": dev, "test": test, "train_seconds": round(result.train_seconds, 1),
-        "examples": {split: len(rows) for split, rows in prepared.examples.items()}, "truncated": truncated,
-        "config": plain(config)})
-    plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
-    console.print(f"best step {result.best_step}: dev {format_losses(dev)}"
-                  + (f"; test {format_losses(test)}" if test else "") + f"; {out_dir / BEST_DIR}")
+    result = FinetuneResult(out_dir, out_dir / BEST_DIR, prepared.source, config.max_steps, state.best.step,
+                            dev, test, state.train_seconds, truncated)
+    if ctx.is_main:
+        metrics.write_csv()
+        atomic_write_json(out_dir / "metrics.json", {
+            "task": task.name, "main_metric": task.main_metric, "preset": config.preset,
+            "init": config.init, "source": prepared.source, "steps": result.steps, "best_step": result.best_step,
+            "dev": dev, "test": test, "train_seconds": round(result.train_seconds, 1),
+            "precision": Amp.resolve(optim.precision, ctx.device).name, "world_size": ctx.world_size,
+            "examples": {split: len(rows) for split, rows in prepared.examples.items()}, "truncated": truncated,
+            "config": plain(config)})
+        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+        console.print(f"best step {result.best_step}: dev {format_losses(dev)}"
+                      + (f"; test {format_losses(test)}" if test else "") + f"; {out_dir / BEST_DIR}")
     return result

@@ -19,9 +19,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from ernie_tiny.training.distributed import (DistributedContext, all_gather_objects, all_reduce_mean, all_reduce_sum,
-                                            broadcast_object, init_distributed, resolve_device, unwrap, wrap_ddp)
-from ernie_tiny.distill.train import LossWindow
+from ernie_tiny.training.distributed import (DistributedContext, all_gather_objects, all_reduce_sum, init_distributed,
+                                             resolve_device, unwrap, wrap_ddp)
+from ernie_tiny.training.loop import LoopState, window_means
 from ernie_tiny.tokenization.subword import train_subword_tokenizer
 from ernie_tiny.data.tasks import load_split
 from ernie_tiny.finetune import FinetuneConfig, finetune
@@ -63,8 +63,8 @@ LAUNCHER = textwrap.dedent('''
 
     config = DistillConfig(teacher=sys.argv[2], task="chnsenticorp", data_dir=sys.argv[3], out_dir=out_dir,
                            student_preset="student-micro", student_tokenizer=sys.argv[4], stage="both", steps_intermediate=3,
-                           steps_prediction=3, batch_size=4, max_len=40, limit=24, eval_every=3, save_every=3,
-                           log_every=1, lr=1e-3, augment=1, device="cpu",
+                           steps_prediction=3, max_len=40, limit=24, augment=1, device="cpu",
+                           optim={"batch_size": 4, "eval_every": 3, "save_every": 3, "log_every": 1, "lr": 1e-3},
                            loss_weights=DistillLossWeights(hard=0.5))
     distill(config)
     rank = os.environ["RANK"]
@@ -80,18 +80,18 @@ def test_single_process_context_is_a_no_op(monkeypatch):
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.is_distributed, ctx.backend) == (0, 1, True, False, None)
     module = torch.nn.Linear(2, 2)
     assert wrap_ddp(module, ctx) is module and unwrap(module) is module
-    assert all_reduce_mean({"loss": 2.5}, ctx) == {"loss": 2.5}
     assert all_reduce_sum([3.0, 4.0], ctx) == [3.0, 4.0]
-    assert all_gather_objects({"a": 1}, ctx) == [{"a": 1}] and broadcast_object("x", ctx) == "x"
+    assert all_gather_objects({"a": 1}, ctx) == [{"a": 1}]
 
 
 def test_loss_window_averages_each_term_over_the_steps_that_had_it():
-    window = LossWindow(["loss", "loss_soft_ce", "loss_hard_ce"])
-    window.add({"loss": 1.0, "loss_soft_ce": 1.0})  # a batch of only augmented rows: no hard term
-    window.add({"loss": 3.0, "loss_soft_ce": 2.0, "loss_hard_ce": 0.5})
+    # two steps; the first was a batch of only augmented rows: no hard term
+    state = LoopState(window_sums={"loss": 4.0, "loss_soft_ce": 3.0, "loss_hard_ce": 0.5},
+                      window_counts={"loss": 2, "loss_soft_ce": 2, "loss_hard_ce": 1})
     ctx = DistributedContext(0, 1, 0, torch.device("cpu"))
-    assert window.means(ctx) == {"loss": 2.0, "loss_soft_ce": 1.5, "loss_hard_ce": 0.5}
-    assert LossWindow(["loss"]).means(ctx) == {}
+    names = ["loss", "loss_soft_ce", "loss_hard_ce"]
+    assert window_means(state, names, ctx) == {"loss": 2.0, "loss_soft_ce": 1.5, "loss_hard_ce": 0.5}
+    assert window_means(LoopState(), ["loss"], ctx) == {}
 
 
 def test_bad_environment_and_device_are_clear_errors(monkeypatch):
@@ -109,8 +109,8 @@ def test_bad_environment_and_device_are_clear_errors(monkeypatch):
 def test_torchrun_two_cpu_processes_finish_and_only_rank0_writes(tmp_path):
     teacher = tmp_path / "teacher"
     finetune(FinetuneConfig(task="chnsenticorp", out_dir=str(teacher), preset="teacher-micro", data_dir=str(SENTI),
-                            max_len=40, limit=48, optim=OptimConfig(lr=1e-3, max_steps=4, batch_size=16, eval_every=4,
-                                                                   save_every=4, seed=5)),
+                            max_len=40, limit=48, max_steps=4, optim=OptimConfig(lr=1e-3, batch_size=16, eval_every=4,
+                                                                                save_every=4, seed=5)),
              Console(file=io.StringIO()))
     tokenizer = tmp_path / "tokenizer"
     train_subword_tokenizer([e.text_a for e in load_split("chnsenticorp", SENTI, "train")[:200]], tokenizer,

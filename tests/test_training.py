@@ -18,6 +18,7 @@ from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.training.data_order import batch_for_step, batch_indices, batches
 from ernie_tiny.training.inference import predict
 from ernie_tiny.training.logging import MetricsLog, make_progress, plot_loss_curves, read_metrics
+from ernie_tiny.training.precision import Precision
 from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
 from ernie_tiny.training.state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
 
@@ -30,7 +31,12 @@ def test_get_lr_warms_up_then_decays_linearly_to_zero():
 
 
 def test_optim_config_validates():
-    assert OptimConfig(max_steps=50, warmup_ratio=0.1).warmup_steps == 5
+    assert OptimConfig(warmup_ratio=0.1).warmup_steps(50) == 5
+    with pytest.raises(ValueError, match="batch_size 6 is not a multiple of grad_accum 4"):
+        OptimConfig(batch_size=6, grad_accum=4)
+    with pytest.raises(ValueError, match="unknown optimisation settings: max_step"):
+        OptimConfig.from_dict({"lr": 1e-3, "max_step": 5})
+    assert OptimConfig.from_dict({"precision": "bf16"}).precision is Precision.bf16
     with pytest.raises(ValueError, match="lr must be positive"):
         OptimConfig(lr=0)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):

@@ -28,6 +28,7 @@ from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
 from ernie_tiny.data.tasks import get_task
+from ernie_tiny.training.schedule import OptimConfig
 
 CHAR_TOKENIZER = "char"  # --student-tokenizer char: the student reads the teacher's char tokens (no alignment)
 CPU_STUDENT_PRESET = "student-small"
@@ -75,16 +76,21 @@ def check_preset(preset: str | None) -> None:
 
 
 def check_shared_settings(config: "DistillConfig | GeneralDistillConfig") -> None:
-    """The checks both distillation configs share: sequence length, schedule, regularisation, attention loss."""
+    """The checks both distillation configs share: sequence length and attention loss (OptimConfig checks itself)."""
     if config.max_len < 8:
         raise ValueError(f"max_len must be >= 8, got {config.max_len}")
-    if not 0 <= config.warmup_ratio < 1:
-        raise ValueError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
-    if config.weight_decay < 0 or config.grad_clip < 0:
-        raise ValueError("weight_decay and grad_clip must be >= 0")
     if config.attention_loss is AttentionLossKind.score_mse and config.student_tokenizer != CHAR_TOKENIZER:
         raise ValueError("attention loss score_mse compares raw scores position by position: it needs "
                          "--student-tokenizer char (a shared tokenizer)")
+
+
+def strict_config(cls: type, values: dict):
+    """``cls(**values)``, refusing unknown keys by name (a config read back from a checkpoint or a file)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+    return cls(**values)
 
 
 @dataclass
@@ -100,28 +106,21 @@ class DistillConfig:
     student_init: str | None = None  # start from this checkpoint (general-distilled or any ernie-tiny one)
     student_tokenizer: str | None = None  # folder; None: the init checkpoint's, else the embedded-corpus subword one; "char": the teacher's
     subword_vocab_size: int = DEFAULT_VOCAB_SIZE  # vocabulary of the default subword tokenizer when it must be trained
-    layer_map: str = "tinybert-12to3"  # preset name or JSON list of matches (ernie_tiny.distill.layer_map)
+    layer_map: str = "tinybert"  # preset (tinybert: student i <- teacher i*T/S) or JSON list (distill.layer_map)
     loss_weights: DistillLossWeights = field(default_factory=lambda: DistillLossWeights(temperature=1.0))
     attention_loss: AttentionLossKind = AttentionLossKind.kl  # kl works across tokenizers and head counts
     per_layer_projection: bool = False  # TinyBERT shares one student->teacher projection across layers
     steps_intermediate: int = 300
     steps_prediction: int = 300
-    lr: float = 5e-4  # peak; the students start far from any optimum (random or general-distilled init)
-    lr_prediction: float | None = None  # stage 2 peak lr; None: same as lr
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    batch_size: int = 32  # per process under torchrun
+    # lr 5e-4: the students start far from any optimum (random or general-distilled init)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, eval_every=100, save_every=100))
+    lr_prediction: float | None = None  # stage 2 peak lr; None: optim.lr
     eval_batch_size: int = 64
     max_len: int = 128  # teacher (char) tokens; the student uses the same limit on its shorter sequences
     augment: int = 0  # N augmented copies per training example (0: none), labelled by the teacher
     augment_options: dict = field(default_factory=dict)  # more AugmentConfig fields, e.g. {"p_ngram": 0.1}
     augment_cache_dir: str | None = None  # keep jieba POS tags of the texts here (re-runs skip tagging)
     limit: int | None = None  # use only the first N examples of each split (quick runs, tests)
-    seed: int = 42
-    eval_every: int = 100
-    save_every: int = 100
-    log_every: int = 10
     cache_teacher: bool = True  # keep teacher outputs across epochs when augmentation is off
     teacher_cache_mb: int = 512  # hidden states/attention are cached only when they fit in this
     device: str | None = None  # None: cuda when available, else cpu
@@ -130,31 +129,30 @@ class DistillConfig:
     def __post_init__(self) -> None:
         self.stage = Stage(self.stage)
         self.attention_loss = AttentionLossKind(self.attention_loss)
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig.from_dict(self.optim)
         if isinstance(self.loss_weights, dict):
             self.loss_weights = DistillLossWeights(**self.loss_weights)
         task = get_task(self.task)
         if self.data_dir is None and not task.embedded:
             raise ValueError(f"task {task.name} needs --data-dir (a folder with train.tsv, dev.tsv, test.tsv)")
         check_preset(self.student_preset)
-        check_positive(self, ("subword_vocab_size", "batch_size", "eval_batch_size", "eval_every", "save_every",
-                              "log_every", "limit", "teacher_cache_mb"))
+        check_positive(self, ("subword_vocab_size", "eval_batch_size", "limit", "teacher_cache_mb"))
         check_positive(self, ("steps_intermediate", "steps_prediction", "augment"), minimum=0)
         check_shared_settings(self)
         if Stage.intermediate in self.stage.stages() and self.steps_intermediate < 1:
             raise ValueError("the intermediate stage needs --steps-intermediate >= 1")
         if any(s.matches_logits for s in self.stage.stages()) and self.steps_prediction < 1:
             raise ValueError(f"the {self.stage.value} stage needs --steps-prediction >= 1")
-        for name in ("lr", "lr_prediction"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        if self.lr_prediction is not None and not self.lr_prediction > 0:
+            raise ValueError(f"lr_prediction must be positive, got {self.lr_prediction}")
         if self.augment and self.loss_weights.soft == 0:
             raise ValueError("augmented examples have no gold labels: --augment needs a soft-target weight > 0")
         self.augment_config()  # raises on a bad augmentation option
 
     def augment_config(self) -> AugmentConfig:
         try:
-            return AugmentConfig(**{"num_aug": self.augment, "seed": self.seed, **self.augment_options})
+            return AugmentConfig(**{"num_aug": self.augment, "seed": self.optim.seed, **self.augment_options})
         except TypeError as err:  # an unknown option name
             raise ValueError(f"augment options {self.augment_options}: {err}") from None
 
@@ -162,15 +160,11 @@ class DistillConfig:
         return self.steps_intermediate if stage is Stage.intermediate else self.steps_prediction
 
     def stage_lr(self, stage: Stage) -> float:
-        return self.lr_prediction if stage.matches_logits and self.lr_prediction is not None else self.lr
+        return self.lr_prediction if stage.matches_logits and self.lr_prediction is not None else self.optim.lr
 
     @classmethod
     def from_dict(cls, values: dict) -> "DistillConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown DistillConfig fields: {', '.join(unknown)}")
-        return cls(**values)
+        return strict_config(cls, values)
 
 
 @dataclass
@@ -183,29 +177,22 @@ class GeneralDistillConfig:
     student_init: str | None = None  # continue from this checkpoint
     student_tokenizer: str | None = None  # folder; None: the embedded-corpus subword tokenizer; "char": the teacher's
     subword_vocab_size: int = DEFAULT_VOCAB_SIZE
-    layer_map: str = "tinybert-12to3"
+    layer_map: str = "tinybert"
     loss_weights: DistillLossWeights = field(default_factory=DistillLossWeights)
     attention_loss: AttentionLossKind = AttentionLossKind.kl
     per_layer_projection: bool = False
     steps: int = 1000
-    lr: float = 5e-4
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    batch_size: int = 32
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, save_every=200))  # no dev evaluation
     max_len: int = 128
-    seed: int = 42
-    save_every: int = 200
-    log_every: int = 10
     device: str | None = None
     resume: bool = False
 
     def __post_init__(self) -> None:
         self.attention_loss = AttentionLossKind(self.attention_loss)
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig.from_dict(self.optim)
         if isinstance(self.loss_weights, dict):
             self.loss_weights = DistillLossWeights(**self.loss_weights)
         check_preset(self.student_preset)
-        check_positive(self, ("subword_vocab_size", "steps", "batch_size", "save_every", "log_every", "max_texts"))
+        check_positive(self, ("subword_vocab_size", "steps", "max_texts"))
         check_shared_settings(self)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")

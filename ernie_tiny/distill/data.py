@@ -25,26 +25,22 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from torch import nn
 
 from ernie_tiny.tokenization.batching import Batch, pad_encodings
 from ernie_tiny.distill.align import AlignedBatch, Alignment, build_alignment, collate_alignments, identity_alignment
 from ernie_tiny.augment.strategies import augment_examples
 from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig, Stage
-from ernie_tiny.training.distributed import DistributedContext, all_gather_objects, barrier
+from ernie_tiny.training.distributed import DistributedContext, barrier
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
 from ernie_tiny.model import EncoderOutput, ErnieConfig
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import EncodedSplit, Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
+from ernie_tiny.data.tasks import Example
 from ernie_tiny.tokenization.load import TOKENIZER_CONFIG, load_tokenizer
-from ernie_tiny.training.inference import predict
 
 NO_LABEL = -100  # augmented and unlabelled texts: no gold label, the teacher's soft targets only
 
@@ -222,38 +218,6 @@ class TeacherCache:
 
 
 # ---- evaluation on dev/test, sharded over processes ----------------------------------------------
-
-class SplitEvaluator:
-    """Task metrics of a model on ``dev``/``test``; under torchrun each process predicts every N-th example.
-
-    Encodings are computed once per (tokenizer, split). Every process must call it (the
-    outputs are gathered), and every process gets the same metrics back.
-    """
-
-    def __init__(self, task: TaskSpec, examples: dict[str, list[Example]], max_len: int, batch_size: int,
-                 ctx: DistributedContext):
-        self.task, self.examples, self.max_len, self.batch_size, self.ctx = task, examples, max_len, batch_size, ctx
-        self._encoded: dict[tuple[int, str], EncodedSplit] = {}
-
-    def encoded(self, tokenizer: Tokenizer, split: str) -> EncodedSplit:
-        key = (id(tokenizer), split)
-        if key not in self._encoded:
-            self._encoded[key] = encode_examples(self.examples[split], tokenizer, self.max_len)
-        return self._encoded[key]
-
-    def __call__(self, model: nn.Module, tokenizer: Tokenizer, split: str) -> dict[str, float]:
-        encoded = self.encoded(tokenizer, split)
-        positions = list(range(self.ctx.rank, len(encoded.items), self.ctx.world_size))
-        collate_fn = partial(collate, self.task, pad_id=tokenizer.pad_id)
-        outputs = predict(model, [encoded.items[i] for i in positions], collate_fn, self.batch_size, self.ctx.device) \
-            if positions else []
-        ordered: list[np.ndarray | None] = [None] * len(encoded.items)
-        for part in all_gather_objects(list(zip(positions, outputs)), self.ctx):
-            for position, output in part:
-                ordered[position] = output
-        predictions = predictions_from_outputs(self.task, ordered, encoded, self.examples[split])
-        return evaluate(self.task, predictions, self.examples[split])
-
 
 # ---- which tokenizer the student reads ---------------------------------------------------------------
 

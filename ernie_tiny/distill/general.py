@@ -30,13 +30,15 @@ from ernie_tiny.distill.config import GeneralDistillConfig, Stage
 from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
-from ernie_tiny.distill.train import Amp, LoopSettings, Session, StagePlan, run_stages
+from ernie_tiny.distill.train import Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.model import HeadKind, encoder_of
 from ernie_tiny.training.logging import plot_loss_curves
 from ernie_tiny.training.state import plain
 
 STUDENT_DIR = "student"
+# Config fields a resumed run may change: they do not alter the trained weights.
+RESUMABLE_CHANGES = frozenset({"resume", "out_dir", "device", "optim.save_every", "optim.log_every"})
 
 
 @dataclass
@@ -91,18 +93,15 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
     console.print(f"student: {setup.note}; tokenizer: {student_tok.source}")
     console.print(f"corpus: {len(texts)} texts from {config.corpus or 'the embedded corpus'}; aligned student tokens "
                   f"{100 * alignment_coverage(items):.1f}%; {ctx.world_size} process(es) on {ctx.device}")
-    settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
-                            config.seed, config.save_every, config.log_every, None,
-                            frozenset({"resume", "out_dir", "device", "save_every", "log_every"}))
     presets = {"teacher": teacher.config.preset, "student": student_config.preset}
-    session = Session(ctx, console, out_dir, settings, config, teacher_encoder, teacher.tokenizer,
-                      student_tok.tokenizer, setup.objective, items, cache=None, amp=Amp.for_device(ctx.device),
-                      checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
+    session = Session(ctx, console, out_dir, config.optim, config, teacher_encoder, teacher.tokenizer,
+                      student_tok.tokenizer, setup.objective, items, cache=None,
+                      resumable_changes=RESUMABLE_CHANGES, checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
 
     def on_stage_end(stage: Stage) -> None:
         session.save_student(out_dir / STUDENT_DIR, {"stage": stage.value, "steps": config.steps})
 
-    state = run_stages(session, [StagePlan(Stage.intermediate, config.steps, config.lr)], config.resume,
+    state = run_stages(session, [StagePlan(Stage.intermediate, config.steps, config.optim.lr)], config.resume,
                        after_step, on_stage_end)
     barrier(ctx)
     if ctx.is_main:

@@ -19,17 +19,17 @@ from pathlib import Path
 from rich.console import Console
 from torch import nn
 
-from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
-from ernie_tiny.convert.detect import load_teacher
+from ernie_tiny.checkpoint import LoadedCheckpoint
+from ernie_tiny.convert.detect import load_checkpoint, load_teacher
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, resolve_student_preset
 from ernie_tiny.distill.data import StudentTokenizer, resolve_student_tokenizer
 from ernie_tiny.distill.layer_map import LayerMap, parse_layer_map
 from ernie_tiny.distill.objective import DistillObjective
 from ernie_tiny.distill.projection import HiddenProjection
-from ernie_tiny.distill.train import LAST_STATE
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model, encoder_of
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.training.distributed import DistributedContext
+from ernie_tiny.training.loop import LAST_STATE
 from ernie_tiny.training.schedule import set_seed
 
 
@@ -61,11 +61,12 @@ def setup_student(config: DistillConfig | GeneralDistillConfig, teacher: LoadedC
                   num_labels: int, labels: list[str], ctx: DistributedContext, console: Console) -> StudentSetup:
     """The student (preset at random init, or ``--student-init``), its tokenizer, and the objective that
     ties it to ``teacher`` through the layer map and the hidden-size projection."""
-    init = load_pretrained(config.student_init) if config.student_init else None
+    # ours, or any layout convert/ reads: the official ERNIE-tiny release comes with its subword tokenizer
+    init = load_checkpoint(config.student_init) if config.student_init else None
     student_tok = resolve_student_tokenizer(config.student_tokenizer, init.tokenizer if init else None,
                                             teacher.tokenizer, config.subword_vocab_size, ctx, console)
     preset = None if init else resolve_student_preset(config.student_preset, ctx.device.type)
-    set_seed(config.seed)  # the student's initial weights follow from the seed
+    set_seed(config.optim.seed)  # the student's initial weights follow from the seed
     student, note = build_student(ErnieConfig.from_preset(preset) if preset else None, init, head, num_labels,
                                   student_tok.tokenizer, labels)
     student_config = encoder_of(student).config

@@ -24,14 +24,19 @@ from rich.console import Console
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.distill.config import DistillConfig, Stage
-from ernie_tiny.distill.data import SplitEvaluator, alignment_coverage, mean_tokens, teacher_cache, training_items
+from ernie_tiny.distill.data import alignment_coverage, mean_tokens, teacher_cache, training_items
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
-from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Amp, LoopSettings, Session, StagePlan, run_stages
+from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.data.tasks import TaskKind, TaskSpec, get_task, load_splits
 from ernie_tiny.training.logging import format_losses, plot_loss_curves
+from ernie_tiny.training.evaluation import SplitEvaluator
 from ernie_tiny.training.state import plain
+
+# Config fields a resumed run may change: they do not alter the trained weights.
+RESUMABLE_CHANGES = frozenset({"resume", "out_dir", "device", "eval_batch_size", "optim.save_every",
+                               "optim.log_every"})
 
 
 # ---- task distillation: build the session, run both stages, score the result --------------------------
@@ -89,11 +94,8 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                   + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
                   + ("off" if cache is None else "logits + features" if cache.keep_features else "logits")
                   + f"; {ctx.world_size} process(es) on {ctx.device}")
-    settings = LoopSettings(config.batch_size, config.warmup_ratio, config.weight_decay, config.grad_clip,
-                            config.seed, config.save_every, config.log_every, config.eval_every,
-                            frozenset({"resume", "out_dir", "device", "eval_batch_size", "save_every", "log_every"}))
-    session = Session(ctx, console, out_dir, settings, config, teacher.model, teacher.tokenizer, student_tok.tokenizer,
-                      setup.objective, items, cache, Amp.for_device(ctx.device),
+    session = Session(ctx, console, out_dir, config.optim, config, teacher.model, teacher.tokenizer,
+                      student_tok.tokenizer, setup.objective, items, cache, resumable_changes=RESUMABLE_CHANGES,
                       evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
                       main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
                       checkpoint_extra={"teacher": config.teacher, "presets": presets})
@@ -117,7 +119,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
         atomic_write_json(out_dir / "metrics.json", {
             "task": task.name, "main_metric": task.main_metric, "teacher": scores["teacher"],
             "student": scores["student"], "retention_pct": retention, "student_dir": str(student_dir),
-            "best_step": state.best["step"], "best_dev": state.best["dev"],
+            "best_step": state.best.step, "best_dev": state.best.dev,
             "steps": {p.stage.value: p.steps for p in plans}, "presets": presets,
             "student_tokenizer": student_tok.source, "examples": {**{s: len(v) for s, v in examples.items()},
                                                                   "augmented": augmented},

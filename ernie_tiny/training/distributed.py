@@ -20,7 +20,7 @@ Usage::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -119,17 +119,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, DistributedDataParallel) else module
 
 
-def all_reduce_mean(values: Mapping[str, float], ctx: DistributedContext) -> dict[str, float]:
-    """Average each named scalar over processes (every rank must pass the same names in the same order)."""
-    if not ctx.is_distributed or not values:
-        return dict(values)
-    names = list(values)
-    tensor = torch.tensor([float(values[n]) for n in names], dtype=torch.float64, device=reduce_device(ctx))
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    tensor /= ctx.world_size
-    return {n: float(v) for n, v in zip(names, tensor.tolist())}
-
-
 def all_reduce_sum(values: list[float], ctx: DistributedContext) -> list[float]:
     """Sum each scalar over processes (eval counts, example counts)."""
     if not ctx.is_distributed or not values:
@@ -146,15 +135,6 @@ def all_gather_objects(obj: Any, ctx: DistributedContext) -> list[Any]:
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
-
-
-def broadcast_object(obj: Any, ctx: DistributedContext) -> Any:
-    """Rank 0's ``obj`` on every process (e.g. the path of a tokenizer rank 0 trained)."""
-    if not ctx.is_distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def reduce_device(ctx: DistributedContext) -> torch.device:

@@ -51,30 +51,77 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def plot_loss_curves(log_path: str | os.PathLike, png_path: str | os.PathLike) -> Path:
-    """Plot every ``loss*`` term of the train records and every dev metric against the step, as a PNG."""
+def loss_curve_figure(records: list[dict]):
+    """The Figure of :func:`plot_loss_curves`: one panel per ``loss*`` train term, then the dev metrics.
+
+    Each term gets its own y-axis (a small term is not squashed under the total; a log
+    scale when it spans more than two decades); the dev metrics are marked and labelled
+    point by point (a run evaluates only a few times); legends sit outside the curves.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: never touches the global backend
     from matplotlib.figure import Figure
 
-    records = read_metrics(log_path)
-    figure = Figure(figsize=(10, 4))
+    train = [r for r in records if r.get("split") == "train"]
+    dev = [r for r in records if r.get("split") == "dev"]
+
+    def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
+        return [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
+
+    loss_terms = [k for k in dict.fromkeys(k for r in train for k in r) if k.startswith("loss") and series(train, k)]
+    dev_keys = [k for k in dict.fromkeys(k for r in dev for k in r) if k not in ("step", "split") and series(dev, k)]
+    scores = [k for k in dev_keys if all(0.0 <= v <= 1.0 for _, v in series(dev, k)) and "loss" not in k]
+    dev_panels = ([("dev metrics", scores)] if scores else []) + [(f"dev {k}", [k]) for k in dev_keys if k not in scores]
+    panels = len(loss_terms) + len(dev_panels)
+    columns = min(3, max(panels, 1))
+    rows = -(-max(panels, 1) // columns)
+    figure = Figure(figsize=(4.6 * columns, 3.3 * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    loss_axes, dev_axes = figure.subplots(1, 2)
-    for axes, split, wanted in ((loss_axes, "train", lambda k: k.startswith("loss")),
-                                (dev_axes, "dev", lambda k: k != "step" and k != "split")):
-        rows = [r for r in records if r.get("split") == split]
-        for key in dict.fromkeys(k for r in rows for k in r if wanted(k)):
-            points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-            if points:
-                axes.plot(*zip(*points), label=key, marker="." if split == "dev" else None)
-        axes.set_xlabel("step")
-        axes.set_title("training loss" if split == "train" else "dev metrics")
-        if axes.has_data():
-            axes.legend()
-    figure.tight_layout()
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    last_step = max((r["step"] for r in records if isinstance(r.get("step"), (int, float))), default=1)
+    stage_starts = [b["step"] for a, b in zip(train, train[1:]) if a.get("stage") != b.get("stage")]
+    for axes, key in zip(grid, loss_terms):
+        steps, values = zip(*series(train, key))
+        axes.plot(steps, values, color="#4f81bd", linewidth=1.2)
+        if min(values) > 0 and max(values) / min(values) > 100:
+            axes.set_yscale("log")
+        for step in stage_starts:
+            axes.axvline(step, color="grey", linestyle=":", linewidth=1)
+        axes.set_title("loss (total)" if key == "loss" else key, fontsize=10)
+    colours = ["#c0504d", "#2e9e6b", "#7a5fb0", "#e08a2c", "#3fa7c4"]
+    for axes, (title, keys) in zip(grid[len(loss_terms):], dev_panels):
+        every_value = []
+        for key, colour in zip(keys, colours * len(keys)):
+            points = series(dev, key)
+            steps, values = zip(*points)
+            every_value += values
+            axes.plot(steps, values, marker="o", color=colour, label=key, linewidth=1.2)
+            if len(points) <= 12:  # few evaluations: say each value
+                for step, value in points:
+                    axes.annotate(f"{value:.3f}", (step, value), textcoords="offset points", xytext=(0, 6),
+                                  ha="center", fontsize=7, color=colour, annotation_clip=False)
+        low, high = min(every_value), max(every_value)
+        margin = max(0.25 * (high - low), 0.005 * max(abs(high), 1.0))  # zoomed to the values, not to 0-1
+        axes.set_ylim(low - margin, high + 1.5 * margin)  # headroom for the value labels
+        axes.set_title(title if len(keys) > 1 else f"dev {keys[0]}", fontsize=10)
+        if len(keys) > 1:
+            axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
+    for axes in grid[:panels]:
+        axes.set_xlim(0, last_step * 1.06)
+        axes.set_xlabel("step", fontsize=8)
+        axes.tick_params(labelsize=8)
+        axes.grid(alpha=0.3)
+    for axes in grid[panels:]:
+        axes.set_axis_off()
+    if panels == 0:
+        grid[0].text(0.5, 0.5, "no train or dev metrics logged", ha="center", va="center")
+    return figure
+
+
+def plot_loss_curves(log_path: str | os.PathLike, png_path: str | os.PathLike) -> Path:
+    """Plot every ``loss*`` term of the train records and every dev metric against the step, as a PNG."""
     png_path = Path(png_path)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
+    loss_curve_figure(read_metrics(log_path)).savefig(buffer, format="png", dpi=100)
     atomic_write_bytes(png_path, buffer.getvalue())
     return png_path
 

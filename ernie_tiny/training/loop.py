@@ -1,13 +1,265 @@
-"""The one training loop every trainer runs on (fine-tuning, pretraining, every distillation stage)."""
+"""The one training loop every trainer runs on: fine-tuning, pretraining and each distillation stage.
+
+A trainer gives the loop a :class:`TrainSpec`: the model, a function batch -> :class:`StepLoss`
+(total and named terms), the data order (the examples of step ``s``, a pure function of
+``s`` and the rank) and an evaluation function. The loop owns everything else::
+
+    for step in range(start, steps):
+        lr = get_lr(step)                                   # warmup, then linear decay to 0
+        for micro in split(items_for_step(step), grad_accum):
+            with no_sync (all but the last micro-batch), autocast:
+                loss = loss_fn(model, collate(micro))        # DDP averages the gradients over ranks
+            backward(loss / grad_accum)                      # through the fp16 scaler when there is one
+        unscale -> clip -> NaN/inf guard -> optimizer step
+        log (terms averaged over ranks) / evaluate, keep best / save last.pt
+
+Resuming: ``last.pt`` holds weights, AdamW moments, the fp16 scaler, every RNG, the log
+window and the best-dev record, and the data order is a function of the step, so a
+resumed run takes exactly the steps the uninterrupted one would have.
+
+Cost: the loop adds no host-device synchronisation beyond one finiteness check per step;
+loss terms stay tensors until a log line, and the progress bar is redrawn at most
+``PROGRESS_HZ`` times a second (``benchmarks/loop_overhead.py`` measures the overhead
+against a bare forward/backward/step loop on the same batches).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
+from rich.console import Console
+from torch import nn
+
+from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, unwrap, wrap_ddp
+from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress
+from ernie_tiny.training.precision import Amp
+from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
+from ernie_tiny.training.state import (TrainingDivergedError, TrainingState, apply_training_state, plain,
+                                       save_training_state)
+
+LAST_STATE = "last.pt"
+PROGRESS_HZ = 4  # progress bar redraws per second
 
 
 @dataclass
 class StepLoss:
     total: torch.Tensor  # scalar, weighted sum of the terms
     terms: dict[str, torch.Tensor]  # unweighted, detached
+
+
+@dataclass
+class BestRecord:
+    """The best dev result so far (ties keep the earlier step)."""
+
+    metric: float | None = None
+    step: int = 0
+    dev: dict[str, float] = field(default_factory=dict)
+
+    def beaten_by(self, metric: float) -> bool:
+        return self.metric is None or metric > self.metric
+
+
+@dataclass
+class LoopState:
+    """What the loop carries across a resume (saved in last.pt's ``extra["loop"]``)."""
+
+    step: int = 0  # steps done in this loop (a distillation stage counts its own)
+    best: BestRecord = field(default_factory=BestRecord)
+    train_seconds: float = 0.0  # summed over resumed segments
+    window_sums: dict[str, float] = field(default_factory=dict)  # loss sums since the last log line
+    window_counts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LoopState":
+        return cls(values["step"], BestRecord(**values["best"]), values["train_seconds"],
+                   dict(values["window_sums"]), dict(values["window_counts"]))
+
+
+@dataclass
+class TrainSpec:
+    """What a trainer gives the loop."""
+
+    name: str  # progress label, e.g. "fine-tune reviews" or "joint"
+    model: nn.Module  # the trained module (wrapped in DDP by the loop)
+    steps: int  # optimizer steps of this loop
+    items_for_step: Callable[[int], Sequence]  # this rank's examples of 0-based step s: a pure function of s
+    collate: Callable[[Sequence], Any]  # examples -> batch on the device
+    loss_fn: Callable[[nn.Module, Any], StepLoss]  # (model, possibly DDP-wrapped; batch) -> loss and terms
+    term_names: Sequence[str] = ()  # the terms loss_fn can return, in a fixed order (every rank reduces all)
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None  # unwrapped model -> dev metrics; every rank
+    main_metric: str | None = None  # the dev metric that picks the best checkpoint
+    save_best: Callable[[nn.Module, int, dict[str, float]], None] | None = None  # rank 0: model, global step, dev
+
+
+@dataclass
+class RunContext:
+    """Where the loop runs and what it writes."""
+
+    ctx: DistributedContext
+    out_dir: Path
+    config: object  # the run's typed config: saved in last.pt (resume checks it)
+    console: Console  # the progress bar and one-line messages (quiet on ranks > 0)
+    metrics: MetricsLog | None  # rank 0 only
+    step_offset: int = 0  # global step of this loop's step 0 (later distillation stages)
+    extra: dict = field(default_factory=dict)  # the trainer's own resumable fields (e.g. the stage)
+    after_step: Callable[[int], None] | None = None  # called with the global step (tests crash runs from it)
+
+
+def split_micro_batches(items: Sequence, parts: int) -> list[Sequence]:
+    """``items`` cut into ``parts`` consecutive, nearly equal slices (empty slices dropped)."""
+    size = -(-len(items) // parts)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: TrainingState | None = None) -> LoopState:
+    """Run ``spec.steps`` optimizer steps of ``spec`` (from ``resume``'s step when given); return the final state."""
+    ctx, console = run.ctx, run.console
+    model = spec.model.to(ctx.device)
+    optimizer = build_optimizer(model, optim.lr, optim.weight_decay)
+    amp = Amp.resolve(optim.precision, ctx.device)
+    scaler = amp.scaler()
+    state = LoopState()
+    if resume is not None:
+        apply_training_state(resume, model, optimizer, run.out_dir / LAST_STATE)  # restores the RNGs too
+        state = LoopState.from_dict(resume.extra["loop"])
+        if scaler.is_enabled() and resume.extra.get("scaler"):
+            scaler.load_state_dict(resume.extra["scaler"])
+    else:
+        set_seed(optim.seed)  # dropout masks follow from the seed, as they do after a resume
+    wrapped = wrap_ddp(model, ctx)
+    names = ["loss"] + [f"loss_{name}" for name in spec.term_names]
+    warmup = optim.warmup_steps(spec.steps)
+    window_examples, window_start = 0, time.perf_counter()
+    segment_start, last_redraw = time.perf_counter(), 0.0
+    model.train()
+    with make_progress(console, disable=not ctx.is_main) as progress:
+        bar = progress.add_task(spec.name, total=spec.steps, completed=state.step, speed="", losses="")
+        for step in range(state.step, spec.steps):
+            lr = get_lr(step, spec.steps, optim.lr, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            items = spec.items_for_step(step)
+            micro_batches = split_micro_batches(items, optim.grad_accum)
+            step_terms: dict[str, torch.Tensor] = {}
+            for index, micro in enumerate(micro_batches):
+                last = index == len(micro_batches) - 1
+                # DDP all-reduces gradients on the last micro-batch only.
+                sync = nullcontext() if last or not ctx.is_distributed else wrapped.no_sync()
+                with sync:
+                    with amp.autocast():
+                        loss = spec.loss_fn(wrapped, spec.collate(micro))
+                    scaler.scale(loss.total * (len(micro) / len(items))).backward()
+                for name, value in (("loss", loss.total.detach()), *((f"loss_{k}", v) for k, v in loss.terms.items())):
+                    step_terms[name] = step_terms.get(name, 0.0) + value * (len(micro) / len(items))
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip or math.inf)
+            total = step_terms["loss"]
+            # With fp16 an inf gradient is the scaler's business (it skips the step); a NaN loss never is.
+            if not bool(torch.isfinite(total if scaler.is_enabled() else total + grad_norm)):
+                raise TrainingDivergedError(f"{spec.name} step {step + 1}: loss {float(total)}, gradient norm "
+                                            f"{float(grad_norm)} at lr {lr:.2e}; lower --lr or check the data")
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            state.step = done
+            for name, value in step_terms.items():
+                state.window_sums[name] = state.window_sums.get(name, 0.0) + value
+                state.window_counts[name] = state.window_counts.get(name, 0) + 1
+            window_examples += len(items) * ctx.world_size
+            global_step = run.step_offset + done
+            log_now = done % optim.log_every == 0 or done == spec.steps
+            now = time.perf_counter()
+            if log_now or now - last_redraw > 1 / PROGRESS_HZ:
+                speed = window_examples / max(now - window_start, 1e-9)
+                progress.update(bar, completed=done, speed=f"{speed:.0f} ex/s",
+                                losses=format_losses({k.removeprefix("loss_"): float(v) for k, v in step_terms.items()}))
+                last_redraw = now
+            if log_now:
+                means = window_means(state, names, ctx)
+                if run.metrics is not None:
+                    run.metrics.log(global_step, "train", **log_fields(run), lr=lr, grad_norm=float(grad_norm),
+                                    examples_per_s=window_examples / max(now - window_start, 1e-9), **means)
+                state.window_sums, state.window_counts = {}, {}
+                window_examples, window_start = 0, time.perf_counter()
+            if spec.evaluate is not None and (done % optim.eval_every == 0 or done == spec.steps):
+                evaluate_and_keep_best(spec, model, global_step, state, run)
+                model.train()
+            if done % optim.save_every == 0 or done == spec.steps:
+                state.train_seconds += time.perf_counter() - segment_start
+                segment_start = time.perf_counter()
+                if ctx.is_main:
+                    save_training_state(run.out_dir / LAST_STATE, model, optimizer, done, config=run.config,
+                                        extra={**run.extra, "loop": plain(state), "scaler": scaler.state_dict()})
+            if run.after_step is not None:
+                run.after_step(global_step)
+        progress.update(bar, completed=spec.steps)
+    state.train_seconds += time.perf_counter() - segment_start
+    return state
+
+
+def log_fields(run: RunContext) -> dict:
+    """Scalar fields of the trainer's extra state that belong on every train line (e.g. the stage)."""
+    return {k: v for k, v in run.extra.items() if isinstance(v, str)}
+
+
+def window_means(state: LoopState, names: Sequence[str], ctx: DistributedContext) -> dict[str, float]:
+    """Each loss term averaged over the steps since the last log line and over every process.
+
+    Every rank reduces the same fixed list of names, even when a term was absent from its
+    batches (a batch of only augmented rows has no hard-label term): sums and counts are
+    reduced, not means.
+    """
+    sums = [float(state.window_sums.get(n, 0.0)) for n in names]
+    counts = [float(state.window_counts.get(n, 0)) for n in names]
+    reduced = all_reduce_sum(sums + counts, ctx)
+    return {n: s / c for n, s, c in zip(names, reduced[:len(names)], reduced[len(names):]) if c > 0}
+
+
+def evaluate_and_keep_best(spec: TrainSpec, model: nn.Module, global_step: int, state: LoopState,
+                           run: RunContext) -> None:
+    """Dev metrics (every rank takes part); rank 0 writes the best checkpoint when strictly better."""
+    dev = spec.evaluate(unwrap(model))
+    if run.metrics is not None:
+        run.metrics.log(global_step, "dev", **dev)
+        run.metrics.write_csv()
+    if run.ctx.is_main:
+        run.console.print(f"step {global_step}: dev " + format_losses(dev))
+    metric = dev[spec.main_metric]
+    if state.best.beaten_by(metric):
+        state.best = BestRecord(metric, global_step, dev)
+        if run.ctx.is_main and spec.save_best is not None:
+            spec.save_best(unwrap(model), global_step, dev)
+
+
+def changed_fields(saved: dict, current: dict, allowed: frozenset[str], prefix: str = "") -> list[str]:
+    """Names of the config fields whose values differ, nested blocks field by field (``optim.lr``)."""
+    changed = []
+    for key in sorted(set(current) | set(saved)):
+        name = f"{prefix}{key}"
+        if name in allowed:
+            continue
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += changed_fields(old, new, allowed, prefix=f"{name}.")
+        elif old != new:
+            changed.append(name)
+    return changed
+
+
+def check_resumable(saved: dict, current: dict, allowed: frozenset[str], path: Path) -> None:
+    """Refuse to resume a run whose saved config differs in anything that changes the weights.
+
+    ``allowed`` names the fields a resumed run may change (``optim.log_every`` for nested ones).
+    """
+    changed = changed_fields(saved, current, allowed)
+    if changed:
+        raise ValueError(f"{path}: cannot resume: the run was started with different {', '.join(changed)} "
+                         "(use the same options, or a new --out)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -9,34 +10,54 @@ import numpy as np
 import torch
 from torch import nn
 
+from ernie_tiny.training.precision import Precision
+
 
 @dataclass
 class OptimConfig:
+    """The optimisation block every trainer shares (fine-tuning, pretraining, each distillation stage).
+
+    The number of steps is the trainer's (a distillation run has one count per stage).
+    """
+
     lr: float = 5e-5  # peak learning rate, reached at the end of warmup
     weight_decay: float = 0.01  # AdamW decay on weight matrices; never on biases or LayerNorm
-    warmup_ratio: float = 0.1  # fraction of max_steps spent warming up linearly from 0
-    max_steps: int = 1000  # optimizer steps in the whole run (the schedule decays to 0 at this step)
+    warmup_ratio: float = 0.1  # fraction of the steps spent warming up linearly from 0
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    batch_size: int = 32  # examples per optimizer step (per process under DDP)
+    batch_size: int = 32  # examples per optimizer step, per process under DDP
+    grad_accum: int = 1  # micro-batches per step: each forward sees batch_size / grad_accum examples
+    precision: Precision = Precision.auto  # auto: bf16 (or fp16 + loss scaling) on CUDA, fp32 on CPU
     seed: int = 42  # model init, data order and dropout all follow from it
     eval_every: int = 200  # steps between dev evaluations (and at the last step)
     save_every: int = 200  # steps between resumable training states (last.pt)
     log_every: int = 10  # steps between metrics.jsonl lines
 
     def __post_init__(self) -> None:
+        self.precision = Precision(self.precision)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("weight_decay and grad_clip must be >= 0")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("max_steps", "batch_size", "eval_every", "save_every", "log_every"):
+        for name in ("batch_size", "grad_accum", "eval_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
 
-    @property
-    def warmup_steps(self) -> int:
-        return int(self.warmup_ratio * self.max_steps)
+    def warmup_steps(self, steps: int) -> int:
+        """Warmup steps of a run of ``steps`` optimizer steps."""
+        return int(self.warmup_ratio * steps)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "optim") -> "OptimConfig":
+        """Strict: an unknown key is an error naming it (a config read back from a checkpoint or a resume)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown optimisation settings: {', '.join(unknown)}")
+        return cls(**values)
 
 
 def get_lr(step: int, max_steps: int, base_lr: float, warmup_steps: int) -> float:

@@ -65,8 +65,11 @@ def plain(value: object) -> object:
 @dataclass
 class TrainingState:
     step: int  # optimizer steps already taken: training resumes at this 0-based step
-    extra: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # what the loop and the trainer keep (best dev, stage, log window)
+    config: dict = field(default_factory=dict)  # the run's config, as plain values
+    model: dict | None = None  # state dicts, read but not yet applied (see apply_training_state)
+    optimizer: dict | None = None
+    rng: dict | None = None
 
 
 def save_training_state(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
@@ -83,8 +86,8 @@ def save_training_state(path: str | os.PathLike, model: nn.Module, optimizer: to
         torch.save(payload, f)
 
 
-def load_training_state(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
-    """Load a :func:`save_training_state` file into ``model`` and ``optimizer`` and restore every RNG."""
+def read_training_state(path: str | os.PathLike) -> TrainingState:
+    """The :func:`save_training_state` file at ``path``, checked but not yet applied to any model."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training state to resume from")
@@ -92,9 +95,25 @@ def load_training_state(path: str | os.PathLike, model: nn.Module, optimizer: to
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload.get("format") != STATE_FORMAT:
             raise ValueError(f"format {payload.get('format')!r}, expected {STATE_FORMAT}")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-    except (RuntimeError, ValueError, KeyError, EOFError, OSError) as err:
+        return TrainingState(step=int(payload["step"]), extra=payload["extra"], config=payload["config"],
+                             model=payload["model"], optimizer=payload["optimizer"], rng=payload["rng"])
+    except (RuntimeError, ValueError, KeyError, EOFError, OSError, AttributeError) as err:
         raise ValueError(f"{path}: unusable training state: {err}") from err
-    restore_rng_state(payload["rng"])
-    return TrainingState(step=int(payload["step"]), extra=payload["extra"], config=payload["config"])
+
+
+def apply_training_state(state: TrainingState, model: nn.Module, optimizer: torch.optim.Optimizer,
+                         path: str | os.PathLike = "last.pt") -> None:
+    """Load the weights and optimizer moments of ``state`` and restore every RNG."""
+    try:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ValueError(f"{path}: unusable training state: {err}") from err
+    restore_rng_state(state.rng)
+
+
+def load_training_state(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
+    """Load a :func:`save_training_state` file into ``model`` and ``optimizer`` and restore every RNG."""
+    state = read_training_state(path)
+    apply_training_state(state, model, optimizer, path)
+    return state
