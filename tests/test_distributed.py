@@ -132,3 +132,81 @@ def test_torchrun_two_cpu_processes_finish_and_only_rank0_writes(tmp_path):
     rank1 = json.loads((tmp_path / "writes-rank1.json").read_text())
     assert any(path.endswith("last.pt") for _, path in rank0) and any("best" in path for _, path in rank0)
     assert rank1 == []
+
+
+CLI_LAUNCHER = textwrap.dedent('''
+    import os, runpy, sys
+
+    out_dir, record_dir = os.path.abspath(sys.argv[1]), sys.argv[2]
+    writes = []
+    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def record(event, args):
+        if event == "open":
+            path, mode, flags = args
+            if isinstance(path, int) or path is None:
+                return
+            writing = bool((flags or 0) & WRITE_FLAGS) or any(c in (mode or "") for c in "wax+")
+        elif event in ("os.rename", "os.mkdir"):
+            path, writing = args[1] if event == "os.rename" else args[0], True
+        else:
+            return
+        if writing and os.path.abspath(os.fsdecode(path)).startswith(out_dir):
+            writes.append(os.fsdecode(path))
+
+    sys.addaudithook(record)
+    sys.argv = ["ernie-tiny", *sys.argv[3:]]
+    try:
+        runpy.run_module("ernie_tiny", run_name="__main__")
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
+    with open(os.path.join(record_dir, "writes-rank" + os.environ.get("RANK", "0") + ".txt"), "w") as f:
+        f.write("\\n".join(writes))
+''')
+
+
+def test_finetune_under_torchrun_equals_one_process_with_the_same_global_batch(tmp_path):
+    """2 gloo processes x batch 4 against 1 process x batch 8, from a dropout-free init (dropout masks differ
+    between the two layouts, everything else must not): same weights to 1e-5 (float sums in another order)."""
+    from ernie_tiny.checkpoint import load_pretrained, save_pretrained
+    from ernie_tiny.model import ErnieConfig, build_model
+    from ernie_tiny.tokenization.char import CharTokenizer
+
+    texts = [e.text_a for e in load_split("reviews", None, "train")[:200]]
+    tokenizer = CharTokenizer.from_texts(texts)
+    config = ErnieConfig.from_preset("teacher-micro", vocab_size=tokenizer.vocab_size, hidden_dropout=0.0,
+                                     attention_dropout=0.0)
+    torch.manual_seed(0)
+    save_pretrained(build_model(config, "sequence_classification", 2), tmp_path / "init", tokenizer, "reviews",
+                    ["negative", "positive"])
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(CLI_LAUNCHER, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["teacher", "finetune", "--init", str(tmp_path / "init"), "--task", "reviews", "--limit", "48",
+              "--max-steps", "4", "--eval-every", "2", "--lr", "1e-3", "--max-len", "32", "--device", "cpu"]
+    two, one = tmp_path / "two", tmp_path / "one"
+    (tmp_path / "rec2").mkdir()
+    (tmp_path / "rec1").mkdir()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(launcher), str(two), str(tmp_path / "rec2"), *common, "--batch-size", "4",
+                           "--out", str(two)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = subprocess.run([sys.executable, str(launcher), str(one), str(tmp_path / "rec1"), *common,
+                           "--batch-size", "8", "--out", str(one)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    metrics = json.loads((two / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and json.loads((one / "metrics.json").read_text())["world_size"] == 1
+    rank0 = (tmp_path / "rec2" / "writes-rank0.txt").read_text().splitlines()
+    rank1 = (tmp_path / "rec2" / "writes-rank1.txt").read_text().splitlines()
+    assert any(p.endswith("last.pt") for p in rank0) and any("best" in p for p in rank0) and rank1 == []
+    weights_two = torch.load(two / "last.pt", weights_only=True)["model"]
+    weights_one = torch.load(one / "last.pt", weights_only=True)["model"]
+    assert weights_two.keys() == weights_one.keys()
+    worst = max((weights_two[k] - weights_one[k]).abs().max().item() for k in weights_one)
+    assert worst < 1e-5, worst
+    init = load_pretrained(tmp_path / "init").model.state_dict()
+    moved = max((weights_one[k] - init[k]).abs().max().item() for k in init)
+    assert moved > 100 * worst  # the runs trained: equal weights are not just the init twice
