@@ -81,20 +81,73 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: T
     return directory
 
 
+# Every key save_pretrained writes; a config.json read back must hold exactly these (format version 1).
+CONFIG_KEYS = ("format_version", "ernie_tiny_version", "model", "head", "num_labels", "task", "labels",
+               "tokenizer_kind", "extra")
+TOKENIZER_KINDS = ("char", "subword")
+# Heads with one output per label: a checkpoint trained on a task must name them.
+LABELLED_HEADS = (HeadKind.sequence_classification, HeadKind.token_classification, HeadKind.ranking)
+
+
 def read_checkpoint_config(directory: str | os.PathLike) -> tuple[ErnieConfig, CheckpointMeta, int]:
-    """Parse ``config.json``: the model config, the meta, and num_labels."""
+    """Parse ``config.json`` strictly: the model config, the meta, and num_labels.
+
+    A missing or unknown key, a wrong type or an impossible value stops with one line,
+    ``.../config.json: model.num_heads: missing``; nothing is filled in with a default.
+    """
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (not an ernie-tiny checkpoint folder)")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        config = ErnieConfig.from_dict(payload["model"])
-        meta = CheckpointMeta(head=HeadKind(payload.get("head", "encoder")), task=payload.get("task"),
-                              labels=list(payload.get("labels", [])), tokenizer_kind=payload.get("tokenizer_kind"),
-                              extra=payload.get("extra", {}))
-        num_labels = int(payload.get("num_labels", len(meta.labels)))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable checkpoint config: {err}") from err
+    try:
+        return parse_checkpoint_config(payload)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def parse_checkpoint_config(payload: object) -> tuple[ErnieConfig, CheckpointMeta, int]:
+    """The checks of :func:`read_checkpoint_config` on the parsed JSON; ``ValueError`` names the key."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
+    for key in CONFIG_KEYS:
+        if key not in payload:
+            raise ValueError(f"{key}: missing")
+    unknown = sorted(set(payload) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown key")
+    version = payload["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(f"format_version: {version!r} is not one this ernie-tiny reads (1..{FORMAT_VERSION})")
+    config = ErnieConfig.from_dict(payload["model"])
+    try:
+        head = HeadKind(payload["head"])
+    except ValueError:
+        raise ValueError(f"head: {payload['head']!r} is not one of {', '.join(h.value for h in HeadKind)}") from None
+    num_labels, labels, task = payload["num_labels"], payload["labels"], payload["task"]
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 0:
+        raise ValueError(f"num_labels: expected an int >= 0, got {num_labels!r}")
+    if head in LABELLED_HEADS and num_labels < 1:
+        raise ValueError(f"num_labels: the {head.value} head needs at least 1, got {num_labels}")
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ValueError(f"labels: expected a list of strings, got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels: {labels} repeats a label")
+    if labels and len(labels) != num_labels:
+        raise ValueError(f"labels: {len(labels)} labels but num_labels is {num_labels}")
+    if task is not None and not isinstance(task, str):
+        raise ValueError(f"task: expected a string or null, got {task!r}")
+    if task is not None and head in LABELLED_HEADS and not labels:
+        raise ValueError(f"labels: empty, but the {head.value} head of task {task!r} needs its label names")
+    if payload["tokenizer_kind"] not in (*TOKENIZER_KINDS, None):
+        raise ValueError(f"tokenizer_kind: {payload['tokenizer_kind']!r} is not one of {', '.join(TOKENIZER_KINDS)} "
+                         "or null")
+    if not isinstance(payload["extra"], dict):
+        raise ValueError(f"extra: expected an object, got {type(payload['extra']).__name__}")
+    meta = CheckpointMeta(head=head, task=task, labels=list(labels), tokenizer_kind=payload["tokenizer_kind"],
+                          extra=payload["extra"])
     return config, meta, num_labels
 
 

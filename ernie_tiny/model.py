@@ -46,9 +46,18 @@ class ErnieConfig:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings"):
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings",
+                     "type_vocab_size", "task_type_vocab_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.layer_norm_eps > 0 or not self.initializer_range > 0:
+            raise ValueError(f"layer_norm_eps and initializer_range must be positive, got {self.layer_norm_eps} "
+                             f"and {self.initializer_range}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id {self.pad_token_id} is not a token id (vocab_size {self.vocab_size})")
 
     @property
     def head_size(self) -> int:
@@ -64,12 +73,28 @@ class ErnieConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ErnieConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+    def from_dict(cls, values: dict, prefix: str = "model") -> "ErnieConfig":
+        """Read a saved config strictly: every field present with its type, no unknown one, possible values.
+
+        Defaults apply only when a config is created, never when one is read: a saved config
+        that lost ``num_heads`` would otherwise build a different model without a word.
+        Errors read ``model.num_heads: missing`` (``prefix`` names the block).
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"{prefix}: expected an object, got {type(values).__name__}")
+        for f in fields(cls):
+            if f.name not in values:
+                raise ValueError(f"{prefix}.{f.name}: missing")
+            if not _has_type(values[f.name], f.type):
+                raise ValueError(f"{prefix}.{f.name}: expected {f.type}, got {values[f.name]!r}")
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"unknown ErnieConfig fields: {', '.join(unknown)}")
-        return cls(**values)
+            raise ValueError(f"{prefix}.{unknown[0]}: unknown key" + (f" (and {', '.join(unknown[1:])})"
+                                                                      if unknown[1:] else ""))
+        try:
+            return cls(**values)
+        except ValueError as err:
+            raise ValueError(f"{prefix}: {err}") from None
 
     def describe(self) -> str:
         return (f"preset {self.preset}: {self.num_layers} layers, hidden {self.hidden_size}, "
@@ -77,6 +102,19 @@ class ErnieConfig:
 
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def _has_type(value: object, type_name: str) -> bool:
+    """Whether a JSON value fits a config field annotated ``type_name`` (bool is no int; an int is a float)."""
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if type_name == "str":
+        return isinstance(value, str)
+    raise TypeError(f"no JSON check for field type {type_name}")
 
 # Real sizes are for GPUs and latency benchmarks. The scaled presets keep the real
 # shape ratios (12 -> 3 layers, hidden 4:3, heads 4:3, FFN 4x hidden) so that a

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig
 from ernie_tiny.distill.layer_map import (
     Feature,
     LayerMap,
@@ -31,8 +32,37 @@ def test_tinybert_12to3_preset_is_the_issue_default():
 
 
 def test_tinybert_preset_refuses_other_layer_counts():
-    with pytest.raises(ValueError, match="12-layer teacher and a 3-layer student"):
+    with pytest.raises(ValueError, match="12-layer teacher and a 3-layer student.*use 'tinybert'"):
         layer_map_preset("tinybert-12to3", teacher_layers=6, student_layers=3)
+
+
+@pytest.mark.parametrize("teacher_layers, student_layers, hidden", [
+    (12, 3, [(4, 1), (8, 2), (12, 3)]),
+    (6, 3, [(2, 1), (4, 2), (6, 3)]),  # the issue's 6-layer teacher
+    (24, 4, [(6, 1), (12, 2), (18, 3), (24, 4)]),
+    (4, 4, [(1, 1), (2, 2), (3, 3), (4, 4)]),
+    (3, 1, [(3, 1)]),
+])
+def test_default_tinybert_map_follows_the_depths(teacher_layers, student_layers, hidden):
+    layer_map = parse_layer_map(DistillConfig.__dataclass_fields__["layer_map"].default, teacher_layers,
+                                student_layers)
+    assert [(m.teacher_layer, m.student_layer) for m in layer_map if m.feature is Feature.hidden] == hidden
+    assert [(m.teacher_layer, m.student_layer) for m in layer_map if m.feature is Feature.attention] == hidden
+    assert list(layer_map)[0] == LayerMatch(0, 0, Feature.embeddings)
+    assert layer_map_preset("tinybert", teacher_layers, student_layers) == uniform_layer_map(teacher_layers,
+                                                                                             student_layers)
+
+
+def test_default_map_is_the_tinybert_12to3_preset_for_12_to_3():
+    assert layer_map_preset("tinybert", 12, 3) == layer_map_preset("tinybert-12to3", 12, 3)
+    assert GeneralDistillConfig.__dataclass_fields__["layer_map"].default == "tinybert"
+
+
+@pytest.mark.parametrize("teacher_layers, student_layers", [(12, 5), (2, 3), (7, 2)])
+def test_default_map_without_a_sensible_uniform_map_is_one_clear_error(teacher_layers, student_layers):
+    with pytest.raises(ValueError, match=f"no default layer map for a {teacher_layers}-layer teacher and a "
+                                         f"{student_layers}-layer student.*last-only or a JSON list"):
+        parse_layer_map("tinybert", teacher_layers, student_layers)
 
 
 def test_uniform_matches_every_kth_teacher_layer():
@@ -93,7 +123,8 @@ def test_parse_json_and_round_trip():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("tinybert", "unknown layer map preset 'tinybert'; known presets: tinybert-12to3, uniform, last-only"),
+    ("tinybert-6to3", "unknown layer map preset 'tinybert-6to3'; known presets: tinybert, tinybert-12to3, uniform, "
+                      "last-only"),
     ("[{", "layer map JSON"),
     ('[{"teacher_layer": 4, "student_layer": 1}]', r"item 0: missing \['feature'\]"),
     ('[{"teacher_layer": 4, "student_layer": 1, "feature": "hidden", "loss": "mse"}]', r"unknown keys \['loss'\]"),

@@ -25,7 +25,8 @@ from ernie_tiny.tokenization.subword import SubwordTokenizer, TokenizerFileError
 from ernie_tiny.tokenization.subword.pieces import piece_text
 
 WORDS = {"酒店": 50, "房间": 40, "服务": 30, "干净": 20, "不错": 20, "早餐": 10, "交通": 10, "方便": 10,
-         "中华人民共和国": 5, "人民": 8, "北京": 9, "我们": 12, "没有": 15, "非常": 11}
+         "中华人民共和国": 5, "人民": 8, "北京": 9, "我们": 12, "没有": 15, "非常": 11, "he": 6, "was": 6,
+         "Hotel": 3}
 TEXTS = embedded_corpus_texts()[::60]
 
 
@@ -48,7 +49,7 @@ def wssp_cut(chars: str, words: dict, window: int = 5) -> list[str]:
 
 
 def wssp_tokenize(text: str, words: dict, processor: spm.SentencePieceProcessor, vocab: set[str]) -> list[str]:
-    """ERNIE's WSSPTokenizer.tokenize (ws=True, lower=True)."""
+    """ERNIE's WSSPTokenizer.tokenize (ws=True, lower=True): the cut sees the text as written."""
     pieces = [s for s in wssp_cut(text, words) if s != " "]
     pieces = [s.lower() for s in pieces]
     tokens = processor.EncodeAsPieces(" ".join(pieces))
@@ -82,7 +83,7 @@ def release_tokenizer(release):
 
 
 SAMPLES = ["酒店房间非常干净，服务不错", "中华人民共和国北京", "我们没有吃早餐。交通很方便！", "hello world 123",
-           "房间 干净", "", "☃"]
+           "房间 干净", "", "☃", "He was here", "he was here", "the Hotel was fine, the hotel WAS fine", "ΣΑΣ was"]
 
 
 def test_release_mode_matches_ernie_wssp_tokenizer(release):
@@ -144,3 +145,18 @@ def test_release_mode_spans_for_any_input(release_tokenizer, text):
             assert piece_text(token) in unicodedata.normalize("NFKC", text[span.start:span.end].lower())
         if span.start == span.end:  # only a lone "▁" (the inserted space before a word) has no source chars
             assert token == "\u2581"
+
+
+def test_release_mode_cuts_words_before_lower_casing(release_tokenizer):
+    # "He" is not the dictionary word "he" (WSSPTokenizer cuts the text as written); "Hotel" is a word, "hotel" not
+    assert release_tokenizer.config.lower_after_segmentation
+    assert release_tokenizer.pieces.segmenter.words("He") == ["H", "e"]
+    assert release_tokenizer.encode("He was").input_ids != release_tokenizer.encode("he was").input_ids
+
+
+def test_our_own_mode_still_lower_cases_before_jieba(tmp_path):
+    from ernie_tiny.tokenization.subword import SubwordConfig
+
+    assert not SubwordConfig().lower_after_segmentation
+    with pytest.raises(ValueError, match="needs word_boundary 'space'"):
+        SubwordConfig(lower_after_segmentation=True)

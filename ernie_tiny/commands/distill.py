@@ -36,7 +36,8 @@ StudentTokenizer = Annotated[Optional[str], typer.Option(
     help="Student tokenizer folder, or 'char' for the teacher's own (no alignment) [default: the init "
          "checkpoint's, else the embedded-corpus subword tokenizer, trained once and cached].")]
 VocabSize = Annotated[int, typer.Option(help="Vocabulary of the default subword tokenizer.")]
-LayerMapOption = Annotated[str, typer.Option("--layer-map", help="Layer map preset (tinybert-12to3, uniform, "
+LayerMapOption = Annotated[str, typer.Option("--layer-map", help="Layer map preset (tinybert: student layer i "
+                                                                 "learns teacher layer i*T/S; tinybert-12to3, uniform, "
                                                                  "last-only) or a JSON list of matches.")]
 AttentionLoss = Annotated[AttentionLossKind, typer.Option(help="Attention loss across tokenizers.")]
 Lr = Annotated[float, typer.Option(help="Peak learning rate.")]
@@ -60,7 +61,7 @@ def distill(
     vocab_size: VocabSize = DEFAULT_VOCAB_SIZE,
     augment: Annotated[int, typer.Option(help="Augmented copies per training example, labelled by the teacher.")] = 0,
     augment_cache_dir: Annotated[Optional[Path], typer.Option(help="Keep jieba POS tags here for re-runs.")] = None,
-    layer_map: LayerMapOption = "tinybert-12to3",
+    layer_map: LayerMapOption = "tinybert",
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the soft targets.")] = 1.0,
     soft_weight: Annotated[float, typer.Option(help="Weight of the soft cross-entropy (0: labels only).")] = 1.0,
     hard_weight: Annotated[float, typer.Option(help="Weight of the gold-label cross-entropy.")] = 0.0,
@@ -120,7 +121,7 @@ def distill_general(
     student_init: StudentInit = None,
     student_tokenizer: StudentTokenizer = None,
     vocab_size: VocabSize = DEFAULT_VOCAB_SIZE,
-    layer_map: LayerMapOption = "tinybert-12to3",
+    layer_map: LayerMapOption = "tinybert",
     attention_loss: AttentionLoss = AttentionLossKind.kl,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     lr: Lr = 5e-4,

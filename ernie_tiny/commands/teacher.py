@@ -22,7 +22,8 @@ def teacher() -> None:
 
 @teacher_app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Paddle ERNIE 1.0 folder (params/ + ernie_config.json), "
+    src: Annotated[Path, typer.Argument(help="Paddle ERNIE 1.0 or official ERNIE-tiny folder (params/ + "
+                                             "ernie_config.json [+ subword/]), "
                                              "Hugging Face Ernie/Bert folder, or an ernie-tiny folder.")],
     out: Annotated[Path, typer.Argument(help="Folder to write (config.json + model.safetensors + vocab).")],
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
@@ -47,7 +48,8 @@ def convert(
     typer.echo(f"read {source_format.value} checkpoint {src}")
     typer.echo(f"  {loaded.config.describe()}, act {loaded.config.hidden_act}, head {loaded.meta.head.value}")
     typer.echo(f"  {count_parameters(loaded.model):,} parameters; tokenizer: "
-               + (f"char, {tokenizer.vocab_size} tokens" if tokenizer is not None else "none (no vocab.txt)"))
+               + (f"{tokenizer.kind}, {tokenizer.vocab_size} tokens" if tokenizer is not None
+                  else "none (no vocab.txt)"))
     initialised = loaded.meta.extra.get("initialised") or []
     if initialised:
         typer.echo(f"  not in the source, freshly initialised: {', '.join(initialised)}")

@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ernie_tiny.checkpoint import CheckpointError, CheckpointMeta, LoadedCheckpoint, check_state_dict
+from ernie_tiny.convert.ernie_tiny_release import refuse_subword_vocab_as_char, release_tokenizer_beside
 from ernie_tiny.model import ACTIVATIONS, ErnieConfig, HeadKind, build_model
 from ernie_tiny.tokenization.char import load_model_vocab
 
@@ -44,7 +45,9 @@ DROPPED_KEYS = {
 
 def hf_config_to_ernie(hf: dict, source: str) -> ErnieConfig:
     """Our :class:`ErnieConfig` from a transformers ``config.json`` dict (preset ``hf:<model_type>``)."""
-    model_type = hf.get("model_type")
+    # Early PyTorch ports (nghuyong's ERNIE 1.0 / ERNIE-tiny scripts) saved ERNIE's own config without a
+    # model_type; their weights are BertModel's.
+    model_type = hf.get("model_type", "bert" if is_legacy_port_config(hf) else None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise CheckpointError(f"{source}: model_type {model_type!r} is not one of {SUPPORTED_MODEL_TYPES}")
     if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -65,7 +68,7 @@ def hf_config_to_ernie(hf: dict, source: str) -> ErnieConfig:
             hidden_dropout=float(hf.get("hidden_dropout_prob", 0.1)),
             attention_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)),
             max_position_embeddings=int(hf.get("max_position_embeddings", 512)),
-            type_vocab_size=int(hf.get("type_vocab_size", 2)),
+            type_vocab_size=int(hf.get("type_vocab_size", hf.get("sent_type_vocab_size", 2))),
             use_task_id=bool(hf.get("use_task_id", False)),  # ERNIE 2.0-style task embedding (ernie only)
             task_type_vocab_size=int(hf.get("task_type_vocab_size", 3)),
             layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),  # transformers' default, not Paddle's
@@ -77,6 +80,12 @@ def hf_config_to_ernie(hf: dict, source: str) -> ErnieConfig:
         raise CheckpointError(f"{source}: config lacks {err.args[0]!r}") from err
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: bad config: {err}") from err
+
+
+def is_legacy_port_config(hf: dict) -> bool:
+    """A config.json with BERT's size keys but no model_type/architectures: an early ERNIE PyTorch port."""
+    return ("model_type" not in hf and "architectures" not in hf
+            and all(key in hf for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")))
 
 
 def hf_key_table(config: ErnieConfig, head: HeadKind) -> dict[str, str]:
@@ -187,7 +196,7 @@ def load_hf_checkpoint(directory: str | os.PathLike, load_tokenizer_files: bool 
     config = hf_config_to_ernie(hf, str(config_path))
     head = head_of(hf, str(config_path))
     found, weights_path = read_hf_weights(directory)
-    found = strip_prefix(found, hf["model_type"])
+    found = strip_prefix(found, hf.get("model_type", "bert"))
 
     # Tied copies: must equal the tensor they are tied to, then they are dropped.
     tied_copies = {"cls.predictions.decoder.weight": "embeddings.word_embeddings.weight",
@@ -216,10 +225,16 @@ def load_hf_checkpoint(directory: str | os.PathLike, load_tokenizer_files: bool 
     expected_theirs = {theirs: expected[ours] for theirs, ours in table.items()}
     check_state_dict(expected_theirs, found, str(weights_path))
     model.load_state_dict({table[key]: tensor.float() for key, tensor in found.items()}, strict=False)
-    tokenizer = load_model_vocab(directory, config.vocab_size) if load_tokenizer_files else None
+    tokenizer = None
+    if load_tokenizer_files:
+        # an ERNIE-tiny port: its subword tokenizer when the release files sit beside the weights
+        tokenizer = release_tokenizer_beside(directory, config.vocab_size)
+        if tokenizer is None:
+            refuse_subword_vocab_as_char(directory)
+            tokenizer = load_model_vocab(directory, config.vocab_size)
     labels = [str(hf["id2label"][key]) for key in sorted(hf.get("id2label") or {}, key=int)]
     meta = CheckpointMeta(head=head, labels=labels if len(labels) == num_labels and head is not HeadKind.masked_lm
-                          else [], tokenizer_kind="char" if tokenizer else None,
+                          else [], tokenizer_kind=tokenizer.kind if tokenizer else None,
                           extra={"source": str(directory), "source_format": "hf", "initialised": initialised})
     return LoadedCheckpoint(model=model, config=config, meta=meta, tokenizer=tokenizer)
 

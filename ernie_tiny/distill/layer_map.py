@@ -21,14 +21,18 @@ Presets (``layer_map_preset(name, teacher_layers, student_layers)``):
   student layer i, so the student's attention and output of one layer come from one
   teacher layer (TextBrewer's ``L3_hidden_mse`` preset matches hidden states 0/4/8/12 the
   same way).
-- ``uniform``: the same rule for any ``L_t -> L_s`` with ``L_t % L_s == 0`` (k = L_t / L_s:
-  hidden and attention student i -> teacher k*i, embeddings 0 -> 0).
+- ``tinybert`` (the default): TinyBERT's uniform map for whatever depths the teacher and
+  student have: student layer i learns teacher layer i * T / S (hidden and attention),
+  embeddings 0 -> 0, for any teacher depth T divisible by the student depth S (12 -> 3 gives
+  exactly ``tinybert-12to3``, 6 -> 3 gives 2/4/6). Depths with no such map (12 -> 5) stop with
+  a message that names the presets and the JSON form that do fit.
+- ``uniform``: the same rule under its plain name.
 - ``last-only``: hidden and attention of the last student layer learn the last teacher
   layer (MiniLM-style: the last layer only, no layer-count constraint).
 
 Usage::
 
-    layer_map = parse_layer_map("tinybert-12to3", teacher_layers=12, student_layers=3)
+    layer_map = parse_layer_map("tinybert", teacher_layers=6, student_layers=3)   # the default: 2/4/6 -> 1/2/3
     layer_map = parse_layer_map('[{"teacher_layer": 12, "student_layer": 3, "feature": "hidden"}]', 12, 3)
     for match, name in zip(layer_map, layer_map.term_names()):
         ...  # name: "embeddings", "hidden_l1", "attention_l3"
@@ -158,11 +162,23 @@ def last_only_layer_map(teacher_layers: int, student_layers: int) -> LayerMap:
 def _tinybert_12to3(teacher_layers: int, student_layers: int) -> LayerMap:
     if (teacher_layers, student_layers) != (12, 3):
         raise ValueError(f"preset tinybert-12to3 is for a 12-layer teacher and a 3-layer student, got "
-                         f"{teacher_layers} -> {student_layers}; use 'uniform' instead")
+                         f"{teacher_layers} -> {student_layers}; use 'tinybert' (follows the depths) instead")
     return uniform_layer_map(12, 3)
 
 
+def tinybert_layer_map(teacher_layers: int, student_layers: int) -> LayerMap:
+    """TinyBERT's uniform map for these depths; a clear error when the teacher depth is no multiple."""
+    if student_layers >= 1 and teacher_layers >= student_layers and teacher_layers % student_layers == 0:
+        return uniform_layer_map(teacher_layers, student_layers)
+    raise ValueError(f"no default layer map for a {teacher_layers}-layer teacher and a {student_layers}-layer "
+                     f"student: TinyBERT's uniform map (student layer i learns teacher layer i * T / S) needs the "
+                     f"teacher depth to be a multiple of the student depth; use --layer-map last-only or a JSON "
+                     f"list of matches")
+
+
+DEFAULT_PRESET = "tinybert"
 PRESETS = {
+    "tinybert": tinybert_layer_map,
     "tinybert-12to3": _tinybert_12to3,
     "uniform": uniform_layer_map,
     "last-only": last_only_layer_map,

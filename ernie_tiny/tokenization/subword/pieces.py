@@ -83,10 +83,12 @@ class PieceEncoder:
     """Encode normalised texts into :data:`PieceSpan` lists, by segmentation and word boundary."""
 
     def __init__(self, processor: spm.SentencePieceProcessor, segmenter: WordSegmenter | None,
-                 boundary: WordBoundary = WordBoundary.CONSTRAINT):
+                 boundary: WordBoundary = WordBoundary.CONSTRAINT, lower_words: bool = False):
+        """``lower_words`` (space-joined words only): lower-case each word after segmentation, as the release does."""
         self.processor = processor
         self.segmenter = segmenter
         self.boundary = boundary
+        self.lower_words = lower_words
         self._word_cache: dict[str, tuple[tuple[PieceSpan, ...], float]] = {}
         scores = [processor.get_score(i) for i in range(processor.get_piece_size())]
         # Pieces a multi-word span may become: ordinary and user-defined pieces, never <unk>/control.
@@ -210,8 +212,16 @@ class PieceEncoder:
                     if parts:
                         parts.append(" ")
                         origin.append(-1)
-                    parts.append(text[start:end])
-                    origin.extend(range(start, end))
+                    if self.lower_words:
+                        # the word lower-cased whole (final sigma in context), each char's share keeping its
+                        # source index: a char's lower-case form has the same length alone as in context
+                        lowered = text[start:end].lower()
+                        parts.append(lowered)
+                        for index in range(start, end):
+                            origin.extend([index] * len(text[index].lower()))
+                    else:
+                        parts.append(text[start:end])
+                        origin.extend(range(start, end))
             joined_texts.append("".join(parts))
             joined_origins.append(origin)
         out = []

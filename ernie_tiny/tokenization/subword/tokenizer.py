@@ -50,6 +50,9 @@ class SubwordConfig:
     do_lower_case: bool = True
     nfkc: bool = True  # False for the release files: their sentencepiece model applies NFKC after segmentation
     wordseg_window: int = 5  # longest dictionary word tried by forward maximum matching (release: 5)
+    # release: words are cut from the text as written, then lower-cased (WSSPTokenizer and PaddleNLP's
+    # ErnieTinyTokenizer both cut first), so "He" is not matched as the dictionary word "he"
+    lower_after_segmentation: bool = False
     training: dict[str, Any] = field(default_factory=dict)  # how the vocabulary was trained (for stats)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,8 @@ class SubwordConfig:
             raise ValueError(f"wordseg_window must be >= 1, got {self.wordseg_window}")
         if self.segmentation is Segmentation.NONE and self.word_boundary is WordBoundary.SPACE:
             raise ValueError("word_boundary 'space' needs words: use segmentation 'jieba' or 'wordseg'")
+        if self.lower_after_segmentation and self.word_boundary is not WordBoundary.SPACE:
+            raise ValueError("lower_after_segmentation is the release layout's rule: it needs word_boundary 'space'")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,7 +112,8 @@ class SubwordTokenizer(SpecialTokenIds):
                 raise TokenizerFileError(f"segmentation 'wordseg' needs a {WORDSEG_DICT_FILE} word list")
             words = wordseg_words if wordseg_words is not None else parse_wordseg_dict(wordseg_dict, wordseg_source)
             segmenter = MaxMatchSegmenter(words, self.config.wordseg_window)
-        self.pieces = PieceEncoder(self.processor, segmenter, self.config.word_boundary)
+        lower_words = self.config.do_lower_case and self.config.lower_after_segmentation
+        self.pieces = PieceEncoder(self.processor, segmenter, self.config.word_boundary, lower_words=lower_words)
         # sentencepiece id -> vocab id; unknown pieces and pieces missing from vocab.txt -> [UNK]
         unk = self.vocab[UNK]
         self._spm_to_vocab = [unk if self.processor.is_unknown(i) else self.vocab.get(self.processor.id_to_piece(i), unk)
@@ -160,7 +166,7 @@ class SubwordTokenizer(SpecialTokenIds):
             find_release_file(directory, WORDSEG_DICT_FILE) or directory / WORDSEG_DICT_FILE)
         wordseg_words, wordseg_bytes = read_wordseg_dict(dict_path)
         config = SubwordConfig(segmentation=Segmentation.WORDSEG, word_boundary=WordBoundary.SPACE, nfkc=False,
-                               training={"corpus": ["ERNIE-tiny release files"]})
+                               lower_after_segmentation=True, training={"corpus": ["ERNIE-tiny release files"]})
         return cls(spm_model, read_vocab(directory / VOCAB_FILE), config, wordseg_dict=wordseg_bytes,
                    spm_source=str(spm_path), wordseg_source=str(dict_path), processor=processor,
                    wordseg_words=wordseg_words)
@@ -190,7 +196,8 @@ class SubwordTokenizer(SpecialTokenIds):
 
     def tokenize_with_spans_batch(self, texts: list[str]) -> list[list[tuple[int, int, int]]]:
         """For each text, ``(vocab id, start, end)`` per token, spans in chars of the ORIGINAL text."""
-        normalized = [normalize_text(text, self.config.do_lower_case, self.config.nfkc) for text in texts]
+        lower = self.config.do_lower_case and not self.config.lower_after_segmentation  # else per word, later
+        normalized = [normalize_text(text, lower, self.config.nfkc) for text in texts]
         out = []
         for text, norm, pieces in zip(texts, normalized, self.pieces.encode([n.text for n in normalized])):
             out.append(self._to_vocab_spans(pieces, norm.origin, len(text)))

@@ -1,0 +1,180 @@
+"""``export --format hf``: folders transformers loads without custom code, with parity to our model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ernie_tiny.checkpoint import CheckpointError, save_pretrained
+from ernie_tiny.commands.export import export as export_command
+from ernie_tiny.convert.detect import load_checkpoint
+from ernie_tiny.data.tasks import Example, get_task, load_split
+from ernie_tiny.deploy.hf_export import HF_PARITY_FILE, HfExportError, export_hf
+from ernie_tiny.model import ErnieConfig, build_model
+from ernie_tiny.tokenization.batching import pad_encodings
+from ernie_tiny.tokenization.char import CharTokenizer
+from ernie_tiny.tokenization.load import load_tokenizer
+
+from release_fixture import build_release
+
+transformers = pytest.importorskip("transformers")
+PARITY = 1e-5
+
+
+def randomised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter ~ N(0, 0.1), LayerNorms and biases too, so that a wrong key cannot hide."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def reviews():
+    return load_split(get_task("reviews"), None, "dev")[:48]
+
+
+@pytest.fixture(scope="module")
+def char_tokenizer():
+    return CharTokenizer.from_texts([e.text_a for e in load_split(get_task("reviews"), None, "train")[:400]])
+
+
+def char_checkpoint(folder, tokenizer, head="sequence_classification", labels=("negative", "positive"),
+                    task="reviews", use_task_id=False, seed=0):
+    config = ErnieConfig.from_preset("student-micro", vocab_size=tokenizer.vocab_size, use_task_id=use_task_id)
+    model = randomised(build_model(config, head, len(labels)), seed)
+    save_pretrained(model, folder, tokenizer, task, list(labels))
+    return model
+
+
+def hf_inputs(tokenizer, texts):
+    batch = pad_encodings(tokenizer.encode_batch(texts, max_len=64), pad_id=tokenizer.pad_id)
+    return batch, dict(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
+                       attention_mask=batch.attention_mask)
+
+
+def test_char_classifier_loads_with_auto_classes_and_matches_ours(tmp_path, reviews, char_tokenizer):
+    model = char_checkpoint(tmp_path / "ckpt", char_tokenizer)
+    result = export_hf(tmp_path / "ckpt", tmp_path / "hf", reviews)
+    assert result.architecture == "BertForSequenceClassification"
+    assert result.parity["max_abs_diff"] < PARITY
+    assert json.loads((tmp_path / "hf" / HF_PARITY_FILE).read_text())["examples"] == len(reviews)
+    assert {p.name for p in (tmp_path / "hf").iterdir()} >= {"config.json", "model.safetensors", "vocab.txt",
+                                                              "tokenizer_config.json"}
+    # the README's three lines
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    hf_model = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    texts = [e.text_a for e in reviews]
+    logits = hf_model(**tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")).logits
+    batch, _ = hf_inputs(char_tokenizer, texts)
+    with torch.no_grad():
+        ours = model(batch.input_ids, batch.token_type_ids, batch.attention_mask).logits
+    assert type(hf_model).__name__ == "BertForSequenceClassification"
+    assert hf_model.config.id2label == {0: "negative", 1: "positive"}
+    assert (logits - ours).abs().max().item() < PARITY and ours.abs().max() > 0.05
+    # BertTokenizer on the exported vocab.txt gives our char tokenizer's ids
+    for text in texts + ["Hello WORLD café 123", "房间很干净！！", "ｆｕｌｌ ｗｉｄｔｈ ａｂｃ"]:
+        assert tokenizer(text)["input_ids"] == char_tokenizer.encode(text, max_len=4096).input_ids, text
+    # the encoder alone: AutoModel gives BertModel, hidden states equal ours
+    encoder = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    assert type(encoder).__name__ == "BertModel"
+
+
+@pytest.mark.parametrize("head, labels, architecture", [
+    ("encoder", (), "BertModel"),
+    ("token_classification", ("O", "B-LOC", "I-LOC"), "BertForTokenClassification"),
+    ("ranking", ("0", "1"), "BertForSequenceClassification"),
+    ("masked_lm", (), "BertForMaskedLM"),
+])
+def test_every_head_has_parity(tmp_path, reviews, char_tokenizer, head, labels, architecture):
+    model = char_checkpoint(tmp_path / "ckpt", char_tokenizer, head=head, labels=labels,
+                            task={"token_classification": "msra-ner", "ranking": "nlpcc-dbqa"}.get(head))
+    result = export_hf(tmp_path / "ckpt", tmp_path / "hf", reviews[:16])
+    assert result.architecture == architecture and result.parity["max_abs_diff"] < PARITY
+    hf_model = getattr(transformers, architecture).from_pretrained(tmp_path / "hf").eval()
+    batch, inputs = hf_inputs(char_tokenizer, [e.text_a for e in reviews[:8]])
+    with torch.no_grad():
+        theirs, ours = hf_model(**inputs), model(batch.input_ids, batch.token_type_ids, batch.attention_mask)
+    mask = batch.attention_mask.bool()
+    if head == "encoder":
+        assert (theirs.last_hidden_state[mask] - ours.last_hidden_state[mask]).abs().max() < PARITY
+        assert (theirs.pooler_output - ours.pooled_output).abs().max() < PARITY
+    else:
+        assert (theirs.logits.reshape(ours.logits.shape) - ours.logits).abs().max() < PARITY
+
+
+def test_task_type_embeddings_export_as_ernie_model(tmp_path, reviews, char_tokenizer):
+    char_checkpoint(tmp_path / "ckpt", char_tokenizer, use_task_id=True)
+    result = export_hf(tmp_path / "ckpt", tmp_path / "hf", reviews[:16])
+    assert result.architecture == "ErnieForSequenceClassification" and result.parity["max_abs_diff"] < PARITY
+    assert type(transformers.AutoModel.from_pretrained(tmp_path / "hf")).__name__ == "ErnieModel"
+
+
+def test_subword_release_student_exports_with_its_own_tokenizer_files(tmp_path, reviews):
+    build_release(tmp_path / "ernie_tiny")
+    release = load_checkpoint(tmp_path / "ernie_tiny")
+    student = build_model(release.config, "sequence_classification", 2)
+    student.ernie.load_state_dict(release.model.ernie.state_dict())
+    save_pretrained(student, tmp_path / "student", release.tokenizer, "reviews", ["negative", "positive"])
+    result = export_hf(tmp_path / "student", tmp_path / "hf", reviews)
+    assert result.parity["max_abs_diff"] < PARITY
+    encoder = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    # our tokenizer reads the exported folder; its ids feed the transformers model
+    tokenizer = load_tokenizer(tmp_path / "hf")
+    texts = [e.text_a for e in reviews[:8]]
+    assert [e.input_ids for e in tokenizer.encode_batch(texts)] == [
+        e.input_ids for e in release.tokenizer.encode_batch(texts)]
+    batch, inputs = hf_inputs(tokenizer, texts)
+    with torch.no_grad():
+        theirs = encoder(**inputs, output_hidden_states=True)
+        ours = student.eval().ernie(batch.input_ids, batch.token_type_ids, batch.attention_mask,
+                                    output_hidden_states=True)
+    mask = batch.attention_mask.bool()
+    for layer, (mine, ref) in enumerate(zip(ours.hidden_states, theirs.hidden_states, strict=True)):
+        assert (mine[mask] - ref[mask]).abs().max() < PARITY, layer
+    # no stock transformers tokenizer reproduces the subword ids: AutoTokenizer refuses instead of guessing
+    config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["tokenizer_class"] == "ErnieTinySubwordTokenizer" and config["kind"] == "subword"
+    with pytest.raises(Exception):
+        transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+
+
+def test_export_cli_format_hf(tmp_path, char_tokenizer):
+    char_checkpoint(tmp_path / "ckpt", char_tokenizer)
+    runner = CliRunner()
+    import typer
+
+    app = typer.Typer()
+    app.command()(export_command)
+    result = runner.invoke(app, ["--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"), "--format", "hf",
+                                 "--parity-examples", "16"])
+    assert result.exit_code == 0, result.output
+    assert "architecture: BertForSequenceClassification" in result.output
+    assert "parity vs transformers (logits): max |diff|" in result.output and "on 16 texts" in result.output
+    result = runner.invoke(app, ["--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf8"), "--format", "hf",
+                                 "--quantize", "int8"])
+    assert result.exit_code == 1 and "--format hf writes fp32 weights" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "hf8").exists()
+
+
+def test_export_refuses_a_config_that_lost_a_model_key(tmp_path, char_tokenizer):
+    # the issue: a config.json without num_heads exported "successfully" as a 12-head model
+    char_checkpoint(tmp_path / "ckpt", char_tokenizer)
+    path = tmp_path / "ckpt" / "config.json"
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    del payload["model"]["num_heads"]
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="config.json: model.num_heads: missing"):
+        export_hf(tmp_path / "ckpt", tmp_path / "hf", [Example("房间很干净", None, 0)])
+    assert not (tmp_path / "hf").exists()
+
+
+def test_parity_failure_leaves_no_folder(tmp_path, reviews, char_tokenizer):
+    char_checkpoint(tmp_path / "ckpt", char_tokenizer)
+    with pytest.raises(HfExportError, match="transformers differs from ours"):
+        export_hf(tmp_path / "ckpt", tmp_path / "hf", reviews[:8], tolerance=-1.0)
+    assert not (tmp_path / "hf").exists()
