@@ -347,3 +347,48 @@ def test_convert_bad_source_is_one_line_error(tmp_path, paddle_dir):
     assert result.exit_code == 1
     assert result.output.strip().startswith("error: ") and "missing 1: pooled_fc.w_0" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+# ---- teacher finetune --init CKPT --vocab-from-train ------------------------------------------------
+
+def test_vocab_from_train_keeps_pretrained_rows_of_shared_tokens_and_says_how_many(tmp_path):
+    from ernie_tiny.data.tasks import get_task, load_split
+    from ernie_tiny.finetune import FinetuneConfig, build_teacher
+
+    task = get_task("reviews")
+    train = load_split(task, None, "train")[:60]
+    chars = sorted({c for e in train[:20] for c in e.text_a if not c.isspace()})[:200]
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["老字号"]  # one the new vocab lacks
+    config = tiny_hf_config("bert", vocab_size=len(tokens), num_labels=2)
+    reference = randomised(transformers.BertForSequenceClassification(config), seed=5)
+    reference.save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    finetune_config = FinetuneConfig(task="reviews", out_dir=str(tmp_path / "run"), init=str(tmp_path / "hf"),
+                                     vocab_from_train=True, max_len=16)
+    model, tokenizer, source = build_teacher(finetune_config, task, train, None)
+    old_rows = reference.bert.embeddings.word_embeddings.weight
+    new_rows = model.ernie.embeddings.word_embeddings.weight
+    shared = [t for t in tokenizer.vocab if t in tokens]
+    assert len(shared) >= 50 and "老字号" not in tokenizer.vocab
+    for token in shared:
+        assert torch.equal(new_rows[tokenizer.vocab[token]], old_rows[tokens.index(token)]), token
+    new_tokens = [t for t in tokenizer.vocab if t not in tokens]
+    assert new_tokens and all(new_rows[tokenizer.vocab[t]].abs().max() < 0.2 for t in new_tokens)  # fresh N(0, 0.02)
+    assert (f"{len(shared)} of {tokenizer.vocab_size} embedding rows kept from the checkpoint, "
+            f"{len(new_tokens)} new") in source
+    # every other tensor is the checkpoint's
+    assert torch.equal(model.ernie.layers[1].ffn.fc_out.weight, reference.bert.encoder.layer[1].output.dense.weight)
+
+
+def test_vocab_from_train_without_a_checkpoint_vocab_says_every_row_is_new(tmp_path):
+    from ernie_tiny.data.tasks import get_task, load_split
+    from ernie_tiny.finetune import FinetuneConfig, build_teacher
+
+    task = get_task("reviews")
+    reference = randomised(transformers.BertModel(tiny_hf_config("bert")), seed=6)
+    save_hf(reference, tmp_path / "hf", with_vocab=False)
+    finetune_config = FinetuneConfig(task="reviews", out_dir=str(tmp_path / "run"), init=str(tmp_path / "hf"),
+                                     vocab_from_train=True, max_len=16)
+    _, tokenizer, source = build_teacher(finetune_config, task, load_split(task, None, "train")[:30], None)
+    assert (f"0 of {tokenizer.vocab_size} embedding rows kept from the checkpoint, {tokenizer.vocab_size} new "
+            "(the checkpoint has no vocab.txt to match)") in source
