@@ -16,6 +16,7 @@ from rich.console import Console
 
 class ExportFormat(str, Enum):
     onnx = "onnx"
+    hf = "hf"  # a transformers BertModel / BertFor... folder (ernie_tiny.deploy.hf_export)
 
 
 class QuantizeMode(str, Enum):
@@ -26,7 +27,8 @@ def export(
     model: Annotated[Path, typer.Option("--model", help="Checkpoint folder (config.json, model.safetensors, tokenizer).")],
     out: Annotated[Path, typer.Option("--out", help="Export folder: model.onnx, onnx_config.json, parity.json, "
                                                     "tokenizer files.")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="Export format.")] = ExportFormat.onnx,
+    format: Annotated[ExportFormat, typer.Option("--format", help="onnx, or hf: a transformers "
+                                                                         "BertModel/BertFor... folder.")] = ExportFormat.onnx,
     quantize: Annotated[Optional[QuantizeMode], typer.Option(help="int8: dynamic quantisation for CPU.")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision for CUDA (checked on CPU when no GPU).")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset, 14..20.")] = 17,
@@ -51,6 +53,15 @@ def export(
     Example: ernie-tiny export --model runs/student --out exported/student-int8 --quantize int8 --data-dir ../shared/data/chnsenticorp_htl
     """
     console = Console()
+    if format is ExportFormat.hf:
+        try:
+            if quantize is not None or fp16:
+                raise ValueError("--format hf writes fp32 weights: --quantize and --fp16 are for --format onnx")
+            export_hf_folder(console, model, out, data_dir, parity_file, task, parity_examples, tolerance)
+        except (ValueError, FileNotFoundError) as err:  # CheckpointError and HfExportError are ValueErrors
+            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        return
     try:
         from ernie_tiny.deploy.export import ExportOptions, export_checkpoint, parity_examples_for
         from ernie_tiny.deploy.onnx_session import Precision
@@ -81,3 +92,22 @@ def export(
     if result.parity.metric is None and precision is not Precision.fp32:
         console.print("no labelled texts of the model's task: give --data-dir for the accuracy change", highlight=False)
     console.print(f"wrote {result.directory}", highlight=False)
+
+
+def export_hf_folder(console: Console, model: Path, out: Path, data_dir: Optional[Path], parity_file: Optional[Path],
+                     task: Optional[str], parity_examples: int, tolerance: float) -> None:
+    """``--format hf``: the transformers folder, parity-checked on the same texts as an ONNX export."""
+    from ernie_tiny.deploy.export import parity_examples_for
+    from ernie_tiny.deploy.hf_export import HF_PARITY_FILE, export_hf
+
+    examples, _, source = parity_examples_for(model, data_dir, parity_file, task, limit=parity_examples or None)
+    console.print(f"exporting {model} as a Hugging Face folder; parity texts: {source}", markup=False)
+    result = export_hf(model, out, examples, tolerance=tolerance)
+    console.print(f"architecture: {result.architecture}", markup=False)
+    if result.parity is None:
+        console.print("parity: not checked (transformers is not installed)", markup=False)
+    else:
+        console.print(f"parity vs transformers ({result.parity['compared']}): max |diff| "
+                      f"{result.parity['max_abs_diff']:.2e} on {result.parity['examples']} texts "
+                      f"({HF_PARITY_FILE})", markup=False)
+    console.print(f"wrote {result.directory}", markup=False)
