@@ -148,6 +148,7 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
             items = spec.items_for_step(step)
             micro_batches = split_micro_batches(items, optim.grad_accum)
             step_terms: dict[str, torch.Tensor] = {}
+            optimizer.zero_grad(set_to_none=True)  # before, not after: the model may arrive with gradients
             for index, micro in enumerate(micro_batches):
                 last = index == len(micro_batches) - 1
                 # DDP all-reduces gradients on the last micro-batch only.
@@ -155,9 +156,10 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
                 with sync:
                     with amp.autocast():
                         loss = spec.loss_fn(wrapped, spec.collate(micro))
-                    scaler.scale(loss.total * (len(micro) / len(items))).backward()
+                    share = len(micro) / len(items)  # each micro-batch's mean loss, weighted by its examples
+                    scaler.scale(loss.total if share == 1 else loss.total * share).backward()
                 for name, value in (("loss", loss.total.detach()), *((f"loss_{k}", v) for k, v in loss.terms.items())):
-                    step_terms[name] = step_terms.get(name, 0.0) + value * (len(micro) / len(items))
+                    step_terms[name] = value if share == 1 else step_terms.get(name, 0.0) + value * share
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip or math.inf)
             total = step_terms["loss"]
@@ -167,7 +169,6 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
                                             f"{float(grad_norm)} at lr {lr:.2e}; lower --lr or check the data")
             scaler.step(optimizer)
             scaler.update()
-            optimizer.zero_grad(set_to_none=True)
             done = step + 1
             state.step = done
             for name, value in step_terms.items():
