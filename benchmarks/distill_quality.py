@@ -10,6 +10,10 @@ Rows (same student preset, tokenizer, data, batch size and total optimizer steps
     no-augment       the --method (joint or two-stage) without augmentation
     no-alignment     the --method with augmentation, student on the teacher's char tokens (identity alignment)
 
+Every task distils: ``--task msra-ner`` students read the teacher's chars (so its
+no-alignment row is the joint row again: leave it out), ``--task nlpcc-dbqa`` augments
+the answer side and reports MRR / F1 (``benchmarks/lcqmc_ranking.py`` builds a ranking set).
+
 Each student row is one ``ernie_tiny.distill.task.distill`` run in ``OUT/<row>/``; ``--jobs``
 runs that many at once (one torch thread each). A row whose ``OUT/<row>/metrics.json``
 was written with the same settings is reused, not rerun (delete the folder to redo it).
@@ -110,21 +114,28 @@ def run_row(row: str, values: dict, threads: int) -> dict:
     return metrics
 
 
+def score(metrics: dict[str, float], main_metric: str) -> str:
+    """The main metric x100; ranking adds its F1 (``mrr / f1``), as the ERNIE table does."""
+    cell = f"{100 * metrics[main_metric]:.2f}"
+    return cell + (f" / {100 * metrics['f1']:.2f}" if main_metric == "mrr" else "")
+
+
 def table(results: dict[str, dict], main_metric: str) -> str:
     """Markdown: one line per row, teacher first."""
     any_run = next(iter(results.values()))
     teacher = any_run["teacher"]
-    lines = ["| row | what it is | student tokens / example | steps (int. + pred.) | dev " + main_metric
-             + " | test " + main_metric + " | retention (test) | train s |",
+    shown = "mrr / f1" if main_metric == "mrr" else main_metric
+    lines = ["| row | what it is | student tokens / example | steps (int. + pred.) | dev " + shown
+             + " | test " + shown + " | retention (test) | train s |",
              "|---|---|---|---|---|---|---|---|",
              f"| teacher | {DESCRIPTIONS['teacher']} ({any_run['presets']['teacher']}) | "
-             f"{any_run['mean_train_tokens']['teacher']:.1f} | - | {100 * teacher['dev'][main_metric]:.2f} | "
-             f"{100 * teacher['test'][main_metric]:.2f} | 100 | - |"]
+             f"{any_run['mean_train_tokens']['teacher']:.1f} | - | {score(teacher['dev'], main_metric)} | "
+             f"{score(teacher['test'], main_metric)} | 100 | - |"]
     for row, m in results.items():
         steps = f"{m['steps'].get('intermediate', 0)} + {m['steps'].get('prediction', 0)}" if "joint" not in m["steps"] \
             else f"{m['steps']['joint']} joint"
         lines.append(f"| {row} | {DESCRIPTIONS[row]} | {m['mean_train_tokens']['student']:.1f} | {steps} | "
-                     f"{100 * m['student']['dev'][main_metric]:.2f} | {100 * m['student']['test'][main_metric]:.2f} | "
+                     f"{score(m['student']['dev'], main_metric)} | {score(m['student']['test'], main_metric)} | "
                      f"{m['retention_pct']['test']:.1f}% | {m['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 

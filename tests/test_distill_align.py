@@ -8,17 +8,18 @@ import torch
 
 from ernie_tiny.distill.align import (
     align_attention_probs,
-    align_batch,
     align_hidden,
-    aligned_attention_log_probs,
     build_alignment,
     collate_alignments,
     identity_alignment,
-    identity_batch,
     masked_softmax,
-    precompute_alignments,
 )
 from ernie_tiny.tokenization.encoding import CLS, SEP, UNK, Encoding, TokenSpan
+
+
+def collate_built(students, teachers, student_len=None, teacher_len=None):
+    """The alignments build_items computes per item, padded as collate_distill pads them."""
+    return collate_alignments([build_alignment(s, t) for s, t in zip(students, teachers)], student_len, teacher_len)
 
 
 def make_encoding(tokens: list[tuple[str, int, int, int]], truncated: bool = False) -> Encoding:
@@ -148,7 +149,7 @@ def test_identity_alignment_equals_alignment_of_an_encoding_with_itself():
     np.testing.assert_array_equal(identity.valid, [True, True, False, True])
     np.testing.assert_array_equal(built.pool, identity.pool)
     np.testing.assert_array_equal(built.valid, identity.valid)
-    batch = identity_batch([teacher_unk, TEACHER])
+    batch = collate_alignments([identity_alignment(e) for e in [teacher_unk, TEACHER]])
     assert batch.pool.shape == (2, 8, 8)
     assert torch.equal(batch.pool[1], torch.eye(8))
 
@@ -161,21 +162,21 @@ def test_out_of_order_teacher_spans_are_rejected():
 
 def test_collate_pads_and_invalidates_rows_cut_by_the_teacher_width():
     short_student = make_encoding([(CLS, -1, 0, 0), ("我爱", 0, 0, 2), (SEP, -1, 1, 1)])
-    batch = align_batch([STUDENT, short_student], [TEACHER, TEACHER])
+    batch = collate_built([STUDENT, short_student], [TEACHER, TEACHER])
     assert batch.pool.shape == (2, 5, 8) and batch.cover.shape == (2, 5, 8) and batch.valid.shape == (2, 5)
     assert batch.pool.dtype == torch.float32 and batch.valid.dtype == torch.bool
     torch.testing.assert_close(batch.pool[0], torch.from_numpy(build_alignment(STUDENT, TEACHER).pool))
     assert batch.valid[1].tolist() == [True, True, True, False, False]
     assert batch.pool[1, 3:].abs().sum() == 0
     # A teacher width of 6 cuts off 型 and [SEP]: rows 模型 and [SEP] must become invalid, not partial.
-    cut = collate_alignments(precompute_alignments([STUDENT], [TEACHER]), student_len=4, teacher_len=6)
+    cut = collate_alignments([build_alignment(STUDENT, TEACHER)], student_len=4, teacher_len=6)
     assert cut.pool.shape == (1, 4, 6)
     assert cut.valid[0].tolist() == [True, True, True, False]
     assert cut.pool[0, 3].abs().sum() == 0
 
 
 def test_align_hidden_is_the_mean_over_each_span():
-    batch = align_batch([STUDENT], [TEACHER])
+    batch = collate_built([STUDENT], [TEACHER])
     teacher_hidden = torch.arange(8 * 2, dtype=torch.float32).view(1, 8, 2)  # token j has [2j, 2j+1]
     aligned = align_hidden(teacher_hidden, batch.pool)
     expected = torch.tensor([[[0, 1], [3, 4], [7, 8], [11, 12], [14, 15]]], dtype=torch.float32)
@@ -185,7 +186,7 @@ def test_align_hidden_is_the_mean_over_each_span():
 def test_align_attention_probs_averages_query_rows_and_sums_key_columns():
     teacher = make_encoding([(CLS, -1, 0, 0), ("a", 0, 0, 1), ("b", 0, 1, 2), (SEP, -1, 1, 1)])
     student = make_encoding([(CLS, -1, 0, 0), ("ab", 0, 0, 2), (SEP, -1, 1, 1)])
-    batch = align_batch([student], [teacher])
+    batch = collate_built([student], [teacher])
     probs = torch.tensor([[0.1, 0.2, 0.3, 0.4],
                           [0.4, 0.3, 0.2, 0.1],
                           [0.0, 0.5, 0.5, 0.0],
@@ -196,9 +197,6 @@ def test_align_attention_probs_averages_query_rows_and_sums_key_columns():
                              [0.25, 0.5, 0.25]]).view(1, 1, 3, 3)
     torch.testing.assert_close(aligned, expected)
     torch.testing.assert_close(aligned.sum(-1), torch.ones(1, 1, 3))
-    log_probs = aligned_attention_log_probs(aligned, torch.tensor([[True, True, False]]))
-    torch.testing.assert_close(log_probs[0, 0, 0], torch.log(torch.tensor([0.1 / 0.6, 0.5 / 0.6, 1.0])) *
-                               torch.tensor([1.0, 1.0, 0.0]))
 
 
 def test_masked_softmax_excludes_padding_and_leaves_empty_rows_zero():

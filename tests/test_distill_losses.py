@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ernie_tiny.tokenization.batching import pad_encodings
-from ernie_tiny.distill.align import align_attention_probs, align_batch, identity_batch, masked_softmax
+from ernie_tiny.distill.align import (align_attention_probs, build_alignment, collate_alignments, identity_alignment,
+                                     masked_softmax)
 from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import (
     AttentionLossKind,
@@ -18,7 +19,6 @@ from ernie_tiny.distill.losses import (
     attention_score_mse,
     compute_intermediate_loss,
     compute_prediction_loss,
-    embedding_mse,
     hard_label_ce,
     hidden_mse,
     soft_cross_entropy,
@@ -26,6 +26,11 @@ from ernie_tiny.distill.losses import (
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import ErnieConfig, ErnieModel
 from ernie_tiny.tokenization.encoding import CLS, SEP, Encoding, TokenSpan
+
+
+def collate_built(students, teachers, student_len=None, teacher_len=None):
+    """The alignments build_items computes per item, padded as collate_distill pads them."""
+    return collate_alignments([build_alignment(s, t) for s, t in zip(students, teachers)], student_len, teacher_len)
 
 
 def make_encoding(tokens: list[tuple[str, int, int, int]]) -> Encoding:
@@ -50,7 +55,6 @@ def test_hidden_mse_known_value_and_masking():
     changed[0, 1] = 100.0
     assert hidden_mse(student, changed, torch.tensor([[True, False]])).item() == masked.item()
     assert hidden_mse(student, student.clone(), torch.tensor([[True, True]])).item() == 0.0
-    assert embedding_mse(student, teacher, torch.tensor([[True, False]])).item() == masked.item()
 
 
 def test_hidden_mse_gradient_reaches_the_student_only():
@@ -76,7 +80,7 @@ def test_attention_score_mse_excludes_padding_pairs():
 def _two_key_case():
     """Identity alignment, 2 tokens, 1 head: teacher rows [0.25, 0.75], student uniform."""
     encoding = make_encoding([("[CLS]", -1, 0, 0), ("a", 0, 0, 1)])
-    aligned = identity_batch([encoding])
+    aligned = collate_alignments([identity_alignment(e) for e in [encoding]])
     teacher = torch.log(torch.tensor([0.25, 0.75])).expand(1, 1, 2, 2).clone()
     student = torch.zeros(1, 1, 2, 2)
     mask = torch.ones(1, 2, dtype=torch.long)
@@ -108,7 +112,7 @@ ALIGNED_ROWS = [[0.1, 0.5, 0.4], [0.3, 0.55, 0.15], [0.25, 0.5, 0.25]]
 def _ab_case():
     teacher = make_encoding([("[CLS]", -1, 0, 0), ("a", 0, 0, 1), ("b", 0, 1, 2), ("[SEP]", -1, 1, 1)])
     student = make_encoding([("[CLS]", -1, 0, 0), ("ab", 0, 0, 2), ("[SEP]", -1, 1, 1)])
-    return align_batch([student], [teacher]), torch.log(TEACHER_PROBS)
+    return collate_built([student], [teacher]), torch.log(TEACHER_PROBS)
 
 
 def test_aligned_attention_kl_against_uniform_student_is_known():
@@ -129,7 +133,7 @@ def test_aligned_attention_kl_against_uniform_student_is_known():
 
 def _real_case(batch_size: int = 1, teacher_heads: int = 2, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
-    aligned = align_batch([STUDENT] * batch_size, [TEACHER] * batch_size)
+    aligned = collate_built([STUDENT] * batch_size, [TEACHER] * batch_size)
     teacher_scores = torch.randn(batch_size, teacher_heads, 8, 8, generator=generator)
     teacher_mask = torch.ones(batch_size, 8, dtype=torch.long)
     target = align_attention_probs(masked_softmax(teacher_scores, teacher_mask), aligned.pool, aligned.cover)
@@ -166,7 +170,7 @@ def test_aligned_attention_ignores_padding_and_invalid_positions():
     teacher_short = make_encoding([("[CLS]", -1, 0, 0), ("我", 0, 0, 1), ("爱", 0, 1, 2), ("[SEP]", -1, 1, 1)])
     student_unk = make_encoding([("[CLS]", -1, 0, 0), ("我爱", 0, 0, 2), ("[UNK]", 0, 2, 5), ("模型", 0, 5, 7),
                                  ("[SEP]", -1, 1, 1)])
-    aligned = align_batch([student_unk, student_short], [TEACHER, teacher_short])
+    aligned = collate_built([student_unk, student_short], [TEACHER, teacher_short])
     student_mask = pad_encodings([student_unk, student_short]).attention_mask
     teacher_mask = pad_encodings([TEACHER, teacher_short]).attention_mask
     generator = torch.Generator().manual_seed(1)
@@ -291,7 +295,7 @@ def test_intermediate_loss_on_micro_models_names_terms_and_trains_only_the_stude
         "teacher-micro", [STUDENT, short_student], [TEACHER, short_teacher])
     layer_map = layer_map_preset("tinybert-12to3", 12, 3)
     projection = HiddenProjection.for_layer_map(64, 48, layer_map)
-    aligned = align_batch([STUDENT, short_student], [TEACHER, short_teacher])
+    aligned = collate_built([STUDENT, short_student], [TEACHER, short_teacher])
     weights = DistillLossWeights(embedding=0.5, hidden=2.0, attention=3.0)
     total, terms = compute_intermediate_loss(student_out, teacher_out, projection, layer_map, aligned, masks, weights)
     assert list(terms) == ["embeddings", "hidden_l1", "hidden_l2", "hidden_l3",
@@ -312,7 +316,7 @@ def test_intermediate_loss_with_log_prob_mse_and_skipped_attention():
     layer_map = layer_map_preset("tinybert-12to3", 12, 3)
     projection = HiddenProjection.for_layer_map(64, 48, layer_map, per_match=True)
     assert sorted(projection.linears) == ["embeddings", "hidden_l1", "hidden_l2", "hidden_l3"]
-    aligned = align_batch([STUDENT], [TEACHER])
+    aligned = collate_built([STUDENT], [TEACHER])
     total, terms = compute_intermediate_loss(student_out, teacher_out, projection, layer_map, aligned, masks,
                                              DistillLossWeights(), attention_loss="log_prob_mse")
     assert torch.isfinite(total) and terms["attention_l3"].item() > 0
@@ -322,7 +326,7 @@ def test_intermediate_loss_with_log_prob_mse_and_skipped_attention():
     assert list(terms) == ["embeddings", "hidden_l1", "hidden_l2", "hidden_l3"]
     with pytest.raises(ValueError, match="output_attention_scores=True"):
         compute_intermediate_loss(student_out, teacher_out, projection, layer_map, aligned, masks, DistillLossWeights())
-    too_wide = align_batch([STUDENT], [TEACHER], student_len=7, teacher_len=8)
+    too_wide = collate_built([STUDENT], [TEACHER], student_len=7, teacher_len=8)
     with pytest.raises(ValueError, match="collate it with student_len and teacher_len"):
         compute_intermediate_loss(student_out, teacher_out, projection, layer_map, too_wide, masks, no_attention)
 
@@ -335,7 +339,7 @@ def test_same_tokenizer_score_mse_is_zero_for_identical_models():
     projection = HiddenProjection.for_layer_map(64, 64, layer_map)
     with torch.no_grad():  # identity projection: the student is its own teacher
         projection.linears["shared"].weight.copy_(torch.eye(64))
-    aligned = identity_batch(encodings)
+    aligned = collate_alignments([identity_alignment(e) for e in encodings])
     total, terms = compute_intermediate_loss(student_out, student_out, projection, layer_map, aligned, masks,
                                              DistillLossWeights(), attention_loss="score_mse")
     assert total.item() == pytest.approx(0.0, abs=1e-8)

@@ -18,7 +18,10 @@ As in Tang et al., one uniform draw per word decides between 1, 2, 4 and "keep"
 (``u < p_unk``: [UNK]; ``< p_unk + p_pos``: POS; ``< p_unk + p_pos + p_mlm``: MLM), and
 n-gram sampling is applied after, to the whole text. The teacher's logits on the
 new texts are their labels (:func:`ernie_tiny.augment.teacher.label_with_teacher`).
-Each side of a pair is augmented independently (ERNIE Slim does so).
+Each side of a pair is augmented independently (ERNIE Slim does so); with
+``augment_text_a=False`` text_a stays as it is (ranking: the query is kept, only the
+answer changes, and the teacher scores the new pair). NER has its own, tag-keeping
+augmentation: :mod:`ernie_tiny.augment.ner`.
 
 **[UNK] is a placeholder character.** The teacher (char tokenizer) and the student
 (subword tokenizer) read the SAME augmented text and distillation aligns their tokens
@@ -74,6 +77,7 @@ class AugmentConfig:
     ngram_max: int | None = None  # longest kept span; None: up to all words but one (ERNIE Slim)
     mlm_top_k: int = 15  # candidates per masked word to pick from (TinyBERT's M = 15)
     max_tries: int = 10  # draws per requested example before giving up on short texts
+    augment_text_a: bool = True  # False: only text_b changes (ranking: augment the answer, keep the query)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -249,13 +253,6 @@ def augment_words(text: str, rng: random.Random, config: AugmentConfig, pos_voca
     return apply_plan(words, plan, _predict_all(predictor, mlm_queries(words, plan), None), config.mlm_top_k)
 
 
-def augment_text(text: str, rng: random.Random, config: AugmentConfig, pos_vocab: PosVocabulary,
-                 mlm: MaskedWordPredictor | Callable | None = None,
-                 tagged: Sequence[tuple[str, str]] | None = None) -> str:
-    """One augmented copy of ``text`` with [UNK] rendered as :data:`UNK_PLACEHOLDER`; may equal the original."""
-    return render(augment_words(text, rng, config, pos_vocab, mlm=mlm, tagged=tagged))
-
-
 @dataclass(frozen=True)
 class TaggedPair:
     """The jieba words of an example's text_a and text_b (None for single-text examples)."""
@@ -287,7 +284,7 @@ def plan_example(index: int, tagged: TaggedPair, config: AugmentConfig, pos_voca
     for _ in range(config.num_aug * config.max_tries):
         if len(plans) == config.num_aug:
             break
-        plan_a = plan_text(tagged.words_a, rng, config, pos_vocab, use_mlm)
+        plan_a = plan_text(tagged.words_a, rng, config, pos_vocab, use_mlm) if config.augment_text_a else TextPlan(())
         plan_b = plan_text(tagged.words_b, rng, config, pos_vocab, use_mlm) if tagged.words_b is not None else None
         plan = ExamplePlan(plan_a, plan_b)
         if plan.changes_example and plan not in seen:
@@ -324,15 +321,6 @@ def realize_example(index: int, tagged: TaggedPair, plans: Sequence[ExamplePlan]
         used = plan.plan_a.strategies() | (plan.plan_b.strategies() if plan.plan_b is not None else set())
         out.append(AugmentedExample(index, new_a, new_b, tuple(sorted(used))))
     return out
-
-
-def augment_example(index: int, tagged: TaggedPair, config: AugmentConfig, pos_vocab: PosVocabulary,
-                    mlm: MaskedWordPredictor | Callable | None = None) -> list[AugmentedExample]:
-    """The new examples of example ``index`` alone: equal to its part of :func:`augment_examples`."""
-    predictor = _require_mlm(config, mlm)
-    plans = plan_example(index, tagged, config, pos_vocab, use_mlm=config.p_mlm > 0)
-    return realize_example(index, tagged, plans, _predict_all(predictor, _example_queries(tagged, plans), None),
-                           config)
 
 
 def as_pair(example: object) -> tuple[str, str | None]:

@@ -280,13 +280,20 @@ def build_variants(config: BenchConfig, pair: ModelPair, task: TaskSpec, example
         for role, model in (("teacher", pair.teacher), ("student", pair.student)):
             model.to(device)
             variants.append(make_variant(pair, role, Backend.torch, Precision.fp32, torch_infer(model, device)))
-    if config.char_length_student:
+    # A char student (msra-ner) already reads the teacher's sequences: its char-length row would repeat its own.
+    if config.char_length_student and not reads_teacher_tokens(pair):
         for variant in [v for v in variants if v.role == "student" and v.precision == "fp32"]:
             variants.append(Variant(variant.name, "student", variant.backend, variant.precision,
                                     pair.teacher_tokenizer, variant.infer, input_kind="char-length",
                                     vocab_size=pair.student_tokenizer.vocab_size))
     order = {Backend.torch.value: 0, Backend.onnxruntime.value: 1}
     return sorted(variants, key=lambda v: (order[v.backend], v.role != "teacher", v.input_kind != "own"))
+
+
+def reads_teacher_tokens(pair: ModelPair) -> bool:
+    """True when the student's tokenizer is the teacher's char vocabulary (same kind, same tokens)."""
+    student, teacher = pair.student_tokenizer, pair.teacher_tokenizer
+    return student.kind == teacher.kind == "char" and getattr(student, "vocab", None) == getattr(teacher, "vocab", None)
 
 
 def make_variant(pair: ModelPair, role: str, backend: Backend, precision: Precision, infer: InferFn) -> Variant:

@@ -37,20 +37,21 @@ Apply an :class:`AlignedBatch` to teacher tensors:
     align_attention_probs:   A   = pool @ P_t @ cover^T               (B, h, S, S)
         rows averaged over a student token's query chars, columns summed over its key chars,
         so each row of A is still a (sub-)distribution over student keys.
-    aligned_attention_log_probs:  log( A_ij / sum_{valid j'} A_ij' ) over valid keys j
-        the teacher's "scores" at student resolution: a log-probability differs from
-        softmax input scores only by a per-row constant (log Z_i), which softmax ignores.
-        Raw scores are not averaged: summing probabilities over key chars is the only
-        aggregation that keeps the meaning "attention paid to this student token".
+    align_token_logits:      Z_s[i] = Z_t[first teacher token of student token i]   (B, S, C)
+        token-level soft targets (NER): the first char of a token carries its tag, as in
+        ``data.tasks.align_tags_to_tokens``; for a char student it is the char itself.
 
-Usage (precompute once per example, collate per batch)::
+The attention losses themselves (:func:`ernie_tiny.distill.losses.aligned_attention_loss`)
+renormalise A over valid student keys before comparing it with the student's attention.
 
-    alignments = precompute_alignments(student_encodings, teacher_encodings)   # cache these
+Usage (one alignment per example, computed once; collated per batch)::
+
+    alignments = [build_alignment(s, t, texts=pair) for s, t, pair in zip(student_encs, teacher_encs, pairs)]
     aligned = collate_alignments([alignments[i] for i in batch_ids], student_len=S, teacher_len=T)
     teacher_hidden_at_student = align_hidden(teacher_out.hidden_states[4], aligned.pool)  # (B, S, H_t)
 
-or in one call ``align_batch(student_encodings, teacher_encodings, S, T)``. When teacher
-and student share a tokenizer use ``identity_alignment(encoding)``.
+When teacher and student share a tokenizer use ``identity_alignment(encoding)``
+(:func:`ernie_tiny.distill.data.build_items` computes one alignment per item either way).
 """
 
 from __future__ import annotations
@@ -180,17 +181,6 @@ def identity_alignment(encoding: Encoding) -> Alignment:
     return Alignment(starts, np.where(valid, starts + 1, starts), valid, n)
 
 
-def precompute_alignments(student_encodings: Sequence[Encoding], teacher_encodings: Sequence[Encoding],
-                          texts: Sequence[Sequence[str | None]] | None = None) -> list[Alignment]:
-    """One :class:`Alignment` per example; compute once per dataset and keep (3 small arrays each)."""
-    if len(student_encodings) != len(teacher_encodings):
-        raise ValueError(f"{len(student_encodings)} student encodings but {len(teacher_encodings)} teacher encodings")
-    if texts is not None and len(texts) != len(student_encodings):
-        raise ValueError(f"{len(texts)} texts for {len(student_encodings)} encodings")
-    return [build_alignment(s, t, None if texts is None else texts[k])
-            for k, (s, t) in enumerate(zip(student_encodings, teacher_encodings))]
-
-
 def collate_alignments(alignments: Sequence[Alignment], student_len: int | None = None,
                        teacher_len: int | None = None) -> AlignedBatch:
     """Pad per-example alignments to (B, S, T) tensors.
@@ -216,19 +206,6 @@ def collate_alignments(alignments: Sequence[Alignment], student_len: int | None 
     cover = inside.float()
     pool = cover / cover.sum(dim=-1, keepdim=True).clamp(min=1.0)
     return AlignedBatch(pool=pool, cover=cover, valid=valid_t)
-
-
-def align_batch(student_encodings: Sequence[Encoding], teacher_encodings: Sequence[Encoding],
-                student_len: int | None = None, teacher_len: int | None = None,
-                texts: Sequence[Sequence[str | None]] | None = None) -> AlignedBatch:
-    """``collate_alignments(precompute_alignments(...))`` for one batch."""
-    return collate_alignments(precompute_alignments(student_encodings, teacher_encodings, texts),
-                              student_len, teacher_len)
-
-
-def identity_batch(encodings: Sequence[Encoding], seq_len: int | None = None) -> AlignedBatch:
-    """Identity :class:`AlignedBatch` for a shared tokenizer (same width on both sides)."""
-    return collate_alignments([identity_alignment(e) for e in encodings], seq_len, seq_len)
 
 
 def align_hidden(teacher_hidden: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
@@ -260,14 +237,14 @@ def masked_softmax(scores: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor
     return torch.nan_to_num(probs, nan=0.0)
 
 
-def aligned_attention_log_probs(teacher_probs_aligned: torch.Tensor, valid: torch.Tensor,
-                                floor: float = 1e-8) -> torch.Tensor:
-    """log( A_ij / sum_{valid j'} A_ij' ) for valid keys j, the teacher's aligned "scores" (B, h, S, S).
+def align_token_logits(teacher_logits: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """Teacher token logits at student positions: each student token takes its first teacher token's row.
 
-    Probabilities below ``floor`` are raised to it before the log so that a key the teacher
-    ignores gives a large finite value, not -inf. Invalid key columns are 0 (mask them).
+    Z_s[b, i] = Z_t[b, j_i],   j_i = min { j : cover[b, i, j] = 1 }   (0 for an invalid row: mask it)
+    teacher_logits (B, T, C); cover (B, S, T) -> (B, S, C). For a char student on the
+    teacher's vocabulary the alignment is the identity and this returns ``teacher_logits``.
+    The first char, not a mean over the span: a token's tag is its first char's tag.
     """
-    key_valid = valid[:, None, None, :].to(teacher_probs_aligned.dtype)  # (B, 1, 1, S)
-    restricted = teacher_probs_aligned * key_valid
-    renormalised = restricted / restricted.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(restricted.dtype).tiny)
-    return torch.log(renormalised.clamp(min=floor)) * key_valid
+    first = cover.to(teacher_logits.device).argmax(dim=-1)  # (B, S): argmax returns the first maximal index
+    index = first[..., None].expand(-1, -1, teacher_logits.shape[-1])  # (B, S, C)
+    return teacher_logits.gather(1, index)

@@ -23,14 +23,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ernie_tiny.augment.ner import NER_AUGMENT_DEFAULTS, check_ner_config
 from ernie_tiny.augment.strategies import AugmentConfig
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
-from ernie_tiny.data.tasks import get_task
+from ernie_tiny.data.tasks import TaskKind, get_task
 from ernie_tiny.training.schedule import OptimConfig
 
 CHAR_TOKENIZER = "char"  # --student-tokenizer char: the student reads the teacher's char tokens (no alignment)
+# Augmentation defaults per task kind (the run's augment_options override them): a ranking copy
+# keeps its query and changes the answer; NER copies only replace O-tagged words (augment.ner).
+KIND_AUGMENT_DEFAULTS = {TaskKind.ranking: {"augment_text_a": False}, TaskKind.ner: NER_AUGMENT_DEFAULTS}
 CPU_STUDENT_PRESET = "student-small"
 CUDA_STUDENT_PRESET = "ernie-tiny"
 
@@ -104,7 +108,8 @@ class DistillConfig:
     stage: Stage = Stage.joint
     student_preset: str | None = None  # None: student-small on CPU, ernie-tiny on CUDA
     student_init: str | None = None  # start from this checkpoint (general-distilled or any ernie-tiny one)
-    student_tokenizer: str | None = None  # folder; None: the init checkpoint's, else the embedded-corpus subword one; "char": the teacher's
+    # folder; None: the init checkpoint's, else the embedded-corpus subword one (msra-ner: "char"); "char": the teacher's
+    student_tokenizer: str | None = None
     subword_vocab_size: int = DEFAULT_VOCAB_SIZE  # vocabulary of the default subword tokenizer when it must be trained
     layer_map: str = "tinybert"  # preset (tinybert: student i <- teacher i*T/S) or JSON list (distill.layer_map)
     loss_weights: DistillLossWeights = field(default_factory=lambda: DistillLossWeights(temperature=1.0))
@@ -136,6 +141,9 @@ class DistillConfig:
         task = get_task(self.task)
         if self.data_dir is None and not task.embedded:
             raise ValueError(f"task {task.name} needs --data-dir (a folder with train.tsv, dev.tsv, test.tsv)")
+        if task.kind is TaskKind.ner and self.student_tokenizer is None and self.student_init is None:
+            # ERNIE-tiny keeps single-char input for NER "to align with the labels": one tag per token
+            self.student_tokenizer = CHAR_TOKENIZER
         check_preset(self.student_preset)
         check_positive(self, ("subword_vocab_size", "eval_batch_size", "limit", "teacher_cache_mb"))
         check_positive(self, ("steps_intermediate", "steps_prediction", "augment"), minimum=0)
@@ -151,10 +159,15 @@ class DistillConfig:
         self.augment_config()  # raises on a bad augmentation option
 
     def augment_config(self) -> AugmentConfig:
+        kind = get_task(self.task).kind
         try:
-            return AugmentConfig(**{"num_aug": self.augment, "seed": self.optim.seed, **self.augment_options})
+            config = AugmentConfig(**{"num_aug": self.augment, "seed": self.optim.seed,
+                                      **KIND_AUGMENT_DEFAULTS.get(kind, {}), **self.augment_options})
         except TypeError as err:  # an unknown option name
             raise ValueError(f"augment options {self.augment_options}: {err}") from None
+        if kind is TaskKind.ner:
+            check_ner_config(config)
+        return config
 
     def stage_steps(self, stage: Stage) -> int:
         return self.steps_intermediate if stage is Stage.intermediate else self.steps_prediction

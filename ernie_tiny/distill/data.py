@@ -3,6 +3,12 @@
     texts -> DistillItem(teacher Encoding (char), student Encoding (subword), Alignment, label)
           -> collate_distill -> DistillBatch(teacher Batch, student Batch, AlignedBatch, labels)
 
+A label is a class index (NO_LABEL for augmented copies) or, for NER, the per-char tags
+given to the student's tokens (``data.tasks.align_tags_to_tokens``: a token takes its
+first char's tag; specials get NO_LABEL). NER items always carry tags: augmented NER
+copies get theirs regenerated (:mod:`ernie_tiny.augment.ner`), so the tag positions
+that the token-level soft loss scores are known for every item.
+
 The alignment of an example never changes, so it is computed once when the items are
 built and only padded per batch. When the student reads the teacher's own char tokens
 (``--student-tokenizer char``, the no-alignment ablation) the two encodings are the same
@@ -33,16 +39,17 @@ from rich.console import Console
 
 from ernie_tiny.tokenization.batching import Batch, pad_encodings
 from ernie_tiny.distill.align import AlignedBatch, Alignment, build_alignment, collate_alignments, identity_alignment
+from ernie_tiny.augment.ner import augment_ner_examples
 from ernie_tiny.augment.strategies import augment_examples
 from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig, Stage
 from ernie_tiny.training.distributed import DistributedContext, barrier
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
 from ernie_tiny.model import EncoderOutput, ErnieConfig
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.data.tasks import IGNORE_INDEX, Example, TaskKind, align_tags_to_tokens, get_task
 from ernie_tiny.tokenization.load import TOKENIZER_CONFIG, load_tokenizer
 
-NO_LABEL = -100  # augmented and unlabelled texts: no gold label, the teacher's soft targets only
+NO_LABEL = IGNORE_INDEX  # augmented and unlabelled texts (and untagged NER tokens): the teacher's soft targets only
 
 
 @dataclass
@@ -53,7 +60,7 @@ class DistillItem:
     teacher: Encoding  # char tokens
     student: Encoding  # subword tokens (the same object as ``teacher`` for a char student)
     alignment: Alignment  # student token i <- teacher tokens alignment.teacher_start[i]:teacher_end[i]
-    label: int  # gold class, or NO_LABEL
+    label: int | list[int]  # gold class, or NO_LABEL; NER: one tag per student token (NO_LABEL where none)
 
 
 @dataclass
@@ -61,7 +68,7 @@ class DistillBatch:
     teacher: Batch  # (B, T) char inputs
     student: Batch  # (B, S) subword inputs
     aligned: AlignedBatch  # (B, S, T) pool/cover, (B, S) valid
-    labels: torch.Tensor  # (B,) gold classes, NO_LABEL where none
+    labels: torch.Tensor  # (B,) gold classes, NO_LABEL where none; NER: (B, S) tags per student token
     indices: list[int]  # item indices, for the teacher cache
 
     def to(self, device: torch.device | str) -> "DistillBatch":
@@ -73,9 +80,13 @@ class DistillBatch:
         return bool((self.labels != NO_LABEL).any())
 
 
-def build_items(pairs: Sequence[tuple[str, str | None]], labels: Sequence[int], teacher_tokenizer: Tokenizer,
-                student_tokenizer: Tokenizer | None, max_len: int, start_index: int = 0) -> list[DistillItem]:
-    """Encode every pair with both tokenizers and align them; ``student_tokenizer=None`` shares the teacher's."""
+def build_items(pairs: Sequence[tuple[str, str | None]], labels: Sequence[int | Sequence[int]],
+                teacher_tokenizer: Tokenizer, student_tokenizer: Tokenizer | None, max_len: int,
+                start_index: int = 0) -> list[DistillItem]:
+    """Encode every pair with both tokenizers and align them; ``student_tokenizer=None`` shares the teacher's.
+
+    A label that is a sequence holds one NER tag per char of text_a; the item keeps it per student token.
+    """
     if len(pairs) != len(labels):
         raise ValueError(f"{len(pairs)} texts but {len(labels)} labels")
     teacher_encodings = teacher_tokenizer.encode_batch(list(pairs), max_len=max_len)
@@ -85,7 +96,8 @@ def build_items(pairs: Sequence[tuple[str, str | None]], labels: Sequence[int], 
     items = []
     for offset, (pair, label, teacher, student) in enumerate(zip(pairs, labels, teacher_encodings, student_encodings)):
         alignment = identity_alignment(teacher) if shared else build_alignment(student, teacher, texts=pair)
-        items.append(DistillItem(start_index + offset, pair[0], pair[1], teacher, student, alignment, int(label)))
+        token_label = align_tags_to_tokens(student, label) if isinstance(label, Sequence) else int(label)
+        items.append(DistillItem(start_index + offset, pair[0], pair[1], teacher, student, alignment, token_label))
     return items
 
 
@@ -113,7 +125,12 @@ def collate_distill(items: Sequence[DistillItem], teacher_pad_id: int, student_p
     student = pad_encodings([item.student for item in items], pad_id=student_pad_id)
     aligned = collate_alignments([item.alignment for item in items], student_len=student.input_ids.shape[1],
                                  teacher_len=teacher.input_ids.shape[1])
-    labels = torch.tensor([item.label for item in items], dtype=torch.long)  # (B,)
+    if isinstance(items[0].label, list):  # NER: tags per student token, padded like the student side
+        labels = torch.full(student.input_ids.shape, NO_LABEL, dtype=torch.long)  # (B, S)
+        for row, item in enumerate(items):
+            labels[row, :len(item.label)] = torch.tensor(item.label, dtype=torch.long)
+    else:
+        labels = torch.tensor([item.label for item in items], dtype=torch.long)  # (B,)
     return DistillBatch(teacher, student, aligned, labels, [item.index for item in items])
 
 
@@ -129,7 +146,7 @@ def alignment_coverage(items: Sequence[DistillItem]) -> float:
 class TeacherTargets:
     """What the losses need from the teacher for one batch."""
 
-    logits: torch.Tensor | None  # (B, C), or (B,) for a ranking head
+    logits: torch.Tensor | None  # (B, C); (B,) for a ranking head; (B, T, C) per teacher token for NER
     encoder: EncoderOutput | None  # hidden_states / attention_scores; only the mapped layers are filled
 
     def to(self, device: torch.device | str) -> "TeacherTargets":
@@ -157,10 +174,20 @@ def feature_cache_bytes(lengths: Sequence[int], hidden_size: int, num_heads: int
     return int(values.sum()) * bytes_per_value
 
 
+def pad_rows(values: Sequence[torch.Tensor], lengths: Sequence[int], width: int) -> torch.Tensor:
+    """Stack per-item values; unpadded token rows (T_i, C) are zero-padded to (B, width, C)."""
+    if values[0].dim() < 2:
+        return torch.stack(list(values))
+    padded = values[0].new_zeros(len(values), width, values[0].shape[-1])  # (B, T, C)
+    for row, (value, n) in enumerate(zip(values, lengths)):
+        padded[row, :n] = value
+    return padded
+
+
 class TeacherCache:
     """Teacher logits (and, with ``keep_features``, mapped hidden states / attention scores) per item index.
 
-    Stored unpadded on the CPU; :meth:`lookup` pads them back to a batch's width.
+    Stored unpadded on the CPU (token logits (T_i, C) too); :meth:`lookup` pads them back to a batch's width.
     """
 
     def __init__(self, num_layers: int, hidden_layers: Sequence[int], attention_layers: Sequence[int],
@@ -178,7 +205,7 @@ class TeacherCache:
         """The batch's targets if every item is cached (features too when ``need_features``), else None."""
         if not all(i in self.logits for i in indices):
             return None
-        logits = torch.stack([self.logits[i] for i in indices])
+        logits = pad_rows([self.logits[i] for i in indices], lengths, width)
         if not need_features:
             return TeacherTargets(logits, None)
         if not (self.keep_features and all(i in self.hidden for i in indices)):
@@ -210,14 +237,13 @@ class TeacherCache:
         if with_features:
             hidden = [encoder.hidden_states[layer].detach().float().cpu() for layer in self.hidden_layers]
             attention = [encoder.attention_scores[layer].detach().float().cpu() for layer in self.attention_layers]
+        token_level = logits.dim() == 3  # (B, T, C): one row per teacher token
         for row, (index, n) in enumerate(zip(indices, lengths)):
-            self.logits[index] = logits[row].clone()
+            self.logits[index] = logits[row, :n].clone() if token_level else logits[row].clone()
             if with_features:
                 self.hidden[index] = [h[row, :n].clone() for h in hidden]
                 self.attention[index] = [a[row, :, :n, :n].clone() for a in attention]
 
-
-# ---- evaluation on dev/test, sharded over processes ----------------------------------------------
 
 # ---- which tokenizer the student reads ---------------------------------------------------------------
 
@@ -269,8 +295,15 @@ def resolve_student_tokenizer(choice: str | None, init_tokenizer: Tokenizer | No
 
 def training_items(config: DistillConfig, train: list[Example], teacher_tokenizer: Tokenizer,
                    student: StudentTokenizer, ctx: DistributedContext, console: Console) -> tuple[list[DistillItem], int]:
-    """Items of the train split, then of its augmented copies (no gold label); and how many were augmented."""
+    """Items of the train split, then of its augmented copies; and how many were augmented.
+
+    Sentence and pair copies carry no gold label (the teacher's soft targets only); ranking
+    copies change the answer side only (``augment_text_a=False``); NER copies keep their
+    regenerated tags (:func:`ernie_tiny.augment.ner.augment_ner_examples`).
+    """
     student_tokenizer = None if student.shared else student.tokenizer
+    task = get_task(config.task)
+    ner = task.kind is TaskKind.ner
     console.print(f"encoding {len(train)} training examples with both tokenizers")
     items = build_items([(e.text_a, e.text_b) for e in train], [e.label for e in train], teacher_tokenizer,
                         student_tokenizer, config.max_len)
@@ -279,12 +312,16 @@ def training_items(config: DistillConfig, train: list[Example], teacher_tokenize
     # Rank 0 tags first (and fills the POS cache); the others then read it instead of writing it too.
     for turn in ([0, 1] if ctx.is_distributed else [0]):
         if (turn == 0) == ctx.is_main:
-            augmented = augment_examples(train, config.augment_config(), cache_dir=config.augment_cache_dir)
+            if ner:
+                augmented = augment_ner_examples(train, config.augment_config(), outside=task.labels.index("O"),
+                                                 cache_dir=config.augment_cache_dir)
+            else:
+                augmented = augment_examples(train, config.augment_config(), cache_dir=config.augment_cache_dir)
         barrier(ctx)
     pairs = [a.pair for a in augmented]
+    labels = [a.tags for a in augmented] if ner else [NO_LABEL] * len(pairs)
     console.print(f"encoding {len(pairs)} augmented examples")
-    items += build_items(pairs, [NO_LABEL] * len(pairs), teacher_tokenizer, student_tokenizer, config.max_len,
-                         start_index=len(items))
+    items += build_items(pairs, labels, teacher_tokenizer, student_tokenizer, config.max_len, start_index=len(items))
     return items, len(pairs)
 
 

@@ -89,12 +89,6 @@ def hidden_mse(student_hidden_projected: torch.Tensor, teacher_hidden_aligned: t
     return _masked_mean(squared, valid)
 
 
-def embedding_mse(student_emb_projected: torch.Tensor, teacher_emb_aligned: torch.Tensor,
-                  valid: torch.Tensor) -> torch.Tensor:
-    """TinyBERT's embedding-layer loss: :func:`hidden_mse` on ``hidden_states[0]`` of both models."""
-    return hidden_mse(student_emb_projected, teacher_emb_aligned, valid)
-
-
 def attention_score_mse(student_scores: torch.Tensor, teacher_scores: torch.Tensor,
                         key_mask: torch.Tensor) -> torch.Tensor:
     """TinyBERT's attention loss for a shared tokenizer: MSE of pre-softmax scores over real (query, key) pairs.
@@ -216,13 +210,16 @@ def hard_label_ce(student_logits: torch.Tensor, labels: torch.Tensor, ignore_ind
     """Cross-entropy with gold labels: (B, C) with (B,), or (B, S, C) with (B, S) ignoring ``ignore_index``.
 
     L = mean over non-ignored rows of -log softmax(z_s)_y. Single scores (B,) use binary
-    cross-entropy with logits on 0/1 labels (the ranking head's own loss). A batch with no
-    gold label at all (only teacher-labelled augmented rows) gives 0, not the NaN of an empty mean.
+    cross-entropy with logits on the 0/1 labels of the non-ignored rows (the ranking head's
+    own loss): L = mean_{b: y_b != ignore} -[y_b log sigmoid(x_b) + (1 - y_b) log(1 - sigmoid(x_b))].
+    A batch with no gold label at all (only teacher-labelled augmented rows) gives 0, not the
+    NaN of an empty mean.
     """
-    if student_logits.dim() == 1:
-        return F.binary_cross_entropy_with_logits(student_logits, labels.to(student_logits.dtype))
-    if not (labels != ignore_index).any():
+    labelled = labels != ignore_index
+    if not labelled.any():
         return student_logits.sum() * 0.0
+    if student_logits.dim() == 1:
+        return F.binary_cross_entropy_with_logits(student_logits[labelled], labels[labelled].to(student_logits.dtype))
     return F.cross_entropy(student_logits.flatten(0, -2), labels.flatten(), ignore_index=ignore_index)
 
 
@@ -243,8 +240,9 @@ def compute_intermediate_loss(student_out: EncoderOutput, teacher_out: EncoderOu
     """Weighted sum of the layer-map terms and ``{term name: unweighted detached term}``.
 
     total = sum over matches m of  w_feature(m) * m.weight * L_m, where w_feature is
-    ``weights.embedding``/``hidden``/``attention`` and L_m is :func:`embedding_mse`,
-    :func:`hidden_mse` (projected student vs ``align_hidden(teacher)``) or the attention loss
+    ``weights.embedding``/``hidden``/``attention`` and L_m is :func:`hidden_mse` (projected
+    student vs ``align_hidden(teacher)``; TinyBERT's embedding loss is the same MSE on
+    ``hidden_states[0]`` of both models) or the attention loss
     (``attention_loss``: ``kl``/``log_prob_mse`` via :func:`aligned_attention_loss`,
     ``score_mse`` via :func:`attention_score_mse` for a shared tokenizer).
     """

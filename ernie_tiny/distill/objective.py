@@ -3,6 +3,10 @@
 :class:`DistillObjective` holds the student and its hidden-size projection in one module
 so that DDP averages both their gradients; its ``forward`` returns the stage's
 :class:`~ernie_tiny.training.loop.StepLoss` (total and named, unweighted terms).
+
+A token-classification student (NER) is distilled per token: the teacher's tag logits are
+brought to student positions (:func:`~ernie_tiny.distill.align.align_token_logits`) and
+the soft cross-entropy averages over the tag slots only (:func:`token_targets_valid`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import torch
 from torch import nn
 
 from ernie_tiny.distill.config import Stage
-from ernie_tiny.distill.data import DistillBatch, TeacherTargets
+from ernie_tiny.distill.align import align_token_logits
+from ernie_tiny.distill.data import NO_LABEL, DistillBatch, TeacherTargets
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.distill.losses import (
     AttentionLossKind,
@@ -25,6 +30,12 @@ from ernie_tiny.distill.losses import (
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import EncoderOutput
 from ernie_tiny.training.loop import StepLoss
+
+
+def token_targets_valid(batch: DistillBatch) -> torch.Tensor:
+    """(B, S) the student tokens whose soft tag target counts: a tag slot (the first piece of a char of
+    text_a: not a special, padding or a later piece) with an aligned, non-[UNK] teacher token."""
+    return (batch.labels != NO_LABEL) & batch.aligned.valid.to(batch.labels.device)
 
 
 class DistillObjective(nn.Module):
@@ -61,7 +72,12 @@ class DistillObjective(nn.Module):
             # Augmented rows carry no gold label; a batch of only such rows has no hard term.
             weights = self.weights if batch.has_labels else replace(self.weights, hard=0.0)
             logits = teacher.logits if teacher is not None else None
-            prediction_total, prediction_terms = compute_prediction_loss(out.logits, logits, batch.labels, weights)
+            valid = None
+            if out.logits.dim() == 3:  # NER: per token, on the student tokens that carry a tag
+                valid = token_targets_valid(batch)
+                logits = None if logits is None else align_token_logits(logits, batch.aligned.cover.to(logits.device))
+            prediction_total, prediction_terms = compute_prediction_loss(out.logits, logits, batch.labels, weights,
+                                                                         valid)
             total, terms = total + prediction_total, {**terms, **prediction_terms}
         return StepLoss(total, terms)
 

@@ -3,6 +3,10 @@
     DistillConfig -> teacher (fine-tuned, frozen) + student (preset or --student-init) + items
                   -> ernie_tiny.distill.train.run_stages -> best/ -> dev/test metrics -> metrics.json
 
+Every task of the registry distils: sentence and pair classification, ranking (nlpcc-dbqa:
+MRR by query id and F1 on dev/test; augmentation changes the answer side only) and NER
+(msra-ner: a char student, token-level soft targets, tag-keeping augmentation).
+
 Example::
 
     from ernie_tiny.distill.config import DistillConfig
@@ -74,15 +78,16 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                        after_step: Callable[[int], None] | None) -> DistillResult:
     wall_start = time.perf_counter()
     task = get_task(config.task)
-    if task.kind is TaskKind.ner or (task.kind is TaskKind.ranking and config.augment):
-        raise ValueError(f"task {task.name}: distill supports sentence and pair classification (and ranking "
-                         f"without --augment); {task.kind.value} is not supported")
     out_dir = Path(config.out_dir)
     refuse_finished_run(out_dir, config.resume)
     teacher = teacher_for_task(config.teacher, task, ctx.device)
     examples = load_splits(task, config.data_dir, config.limit)
     setup = setup_student(config, teacher, task.head, task.num_labels, list(task.labels), ctx, console)
     student_tok, student_config, layer_map = setup.tokenizer, setup.student_config, setup.layer_map
+    if task.kind is TaskKind.ner and student_tok.tokenizer.kind != "char":
+        raise ValueError(f"task {task.name} distils into a char student, one token per tagged char "
+                         f"(--student-tokenizer char, or a --student-init with a char tokenizer); the student "
+                         f"tokenizer here is {student_tok.tokenizer.kind} ({student_tok.source})")
     items, augmented = training_items(config, examples["train"], teacher.tokenizer, student_tok, ctx, console)
     cache = teacher_cache(config, teacher.config, layer_map, items)
     evaluator = SplitEvaluator(task, examples, config.max_len, config.eval_batch_size, ctx)
