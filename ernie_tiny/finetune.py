@@ -267,7 +267,7 @@ def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console
         # The batch is a pure function of (seed, step, rank): a resumed run sees the same data order.
         items_for_step=lambda step: batch_for_step(train_items, step, optim.batch_size, optim.seed,
                                                    ctx.rank, ctx.world_size),
-        collate=lambda items: collate(task, items, pad_id=tokenizer.pad_id).to(ctx.device),
+        collate=lambda items: collate(task, items, pad_id=tokenizer.pad_id),
         loss_fn=lambda model, batch: StepLoss(model(**batch.model_inputs()).loss, {}),
         evaluate=lambda model: evaluator(model, tokenizer, "dev"), main_metric=task.main_metric, save_best=save_best)
     metrics = MetricsLog(out_dir, resume_step=resume.step if resume else None) if ctx.is_main else None

@@ -151,3 +151,15 @@ def test_changed_fields_compares_nested_blocks():
     assert changed_fields(saved, {"task": "lcqmc", "optim": {"lr": 2e-3, "log_every": 5}},
                           frozenset({"optim.log_every"})) == ["optim.lr"]
     assert changed_fields(saved, saved, frozenset()) == []
+
+
+def test_data_workers_build_the_same_batches_as_the_inline_path(tmp_path):
+    optim = OptimConfig(lr=1e-2, batch_size=8, log_every=1)
+    inline = trained_weights(tmp_path, "inline", optim, dropout=0.3)
+    torch.manual_seed(1)
+    model = Toy(0.3)
+    spec = toy_spec(model, examples(), optim, 6)
+    spec.data_workers = 2
+    train(spec, optim, run_context(tmp_path / "workers"))
+    for name, value in inline.items():
+        assert torch.equal(value, model.state_dict()[name]), name

@@ -161,7 +161,7 @@ def stage_spec(session: Session, plan: StagePlan) -> TrainSpec:
         # A pure function of (seed, step, rank): a resumed run sees the same batches.
         items_for_step=lambda step: batch_for_step(session.items, step, settings.batch_size, settings.seed,
                                                    ctx.rank, ctx.world_size),
-        collate=lambda rows: collate_distill(rows, teacher_pad, student_pad).to(ctx.device),
+        collate=lambda rows: collate_distill(rows, teacher_pad, student_pad),
         loss_fn=loss_fn, term_names=session.objective.term_names(plan.stage),
         evaluate=(lambda model: session.evaluate_dev(model.student)) if evaluates else None,
         main_metric=session.main_metric, save_best=save_best if evaluates else None)

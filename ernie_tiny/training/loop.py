@@ -90,12 +90,13 @@ class TrainSpec:
     model: nn.Module  # the trained module (wrapped in DDP by the loop)
     steps: int  # optimizer steps of this loop
     items_for_step: Callable[[int], Sequence]  # this rank's examples of 0-based step s: a pure function of s
-    collate: Callable[[Sequence], Any]  # examples -> batch on the device
+    collate: Callable[[Sequence], Any]  # examples -> batch on the CPU (pure: it may run in a data worker)
     loss_fn: Callable[[nn.Module, Any], StepLoss]  # (model, possibly DDP-wrapped; batch) -> loss and terms
     term_names: Sequence[str] = ()  # the terms loss_fn can return, in a fixed order (every rank reduces all)
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None  # unwrapped model -> dev metrics; every rank
     main_metric: str | None = None  # the dev metric that picks the best checkpoint
     save_best: Callable[[nn.Module, int, dict[str, float]], None] | None = None  # rank 0: model, global step, dev
+    data_workers: int = 0  # processes that build the next steps' batches while this one trains (0: inline)
 
 
 @dataclass
@@ -110,6 +111,51 @@ class RunContext:
     step_offset: int = 0  # global step of this loop's step 0 (later distillation stages)
     extra: dict = field(default_factory=dict)  # the trainer's own resumable fields (e.g. the stage)
     after_step: Callable[[int], None] | None = None  # called with the global step (tests crash runs from it)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` on ``device``: anything with ``.to`` (tensors, batch dataclasses), tuples and lists of them."""
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(part, device) for part in batch)
+    return batch
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Step ``s`` -> its collated micro-batches ``[(examples, batch), ...]`` and the step's example count.
+
+    A pure function of ``s`` (the trainer's data order), so it can run ahead in
+    ``torch.utils.data.DataLoader`` workers: batches arrive in step order and are the same
+    ones the inline path builds.
+    """
+
+    def __init__(self, spec: "TrainSpec", grad_accum: int):
+        self.spec, self.grad_accum = spec, grad_accum
+
+    def __len__(self) -> int:
+        return self.spec.steps
+
+    def __getitem__(self, step: int) -> tuple[list[tuple[int, Any]], int]:
+        items = self.spec.items_for_step(step)
+        return [(len(micro), self.spec.collate(micro)) for micro in split_micro_batches(items, self.grad_accum)], \
+            len(items)
+
+    def iterate(self, start: int, workers: int):
+        """The steps from ``start`` on, built inline (``workers == 0``) or by worker processes."""
+        if workers == 0:
+            return (self[step] for step in range(start, len(self)))
+        loader = torch.utils.data.DataLoader(self, batch_size=None, sampler=range(start, len(self)),
+                                             num_workers=workers, collate_fn=keep_as_is, prefetch_factor=4,
+                                             # its own generator: seeding the workers must not draw from the
+                                             # global one, or the dropout masks would differ from the inline path
+                                             generator=torch.Generator().manual_seed(0))
+        return iter(loader)
+
+
+def keep_as_is(sample: Any) -> Any:
+    """The DataLoader's per-sample collate: the step's batches are already collated."""
+    return sample
 
 
 def split_micro_batches(items: Sequence, parts: int) -> list[Sequence]:
@@ -139,24 +185,24 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
     window_examples, window_start = 0, time.perf_counter()
     segment_start, last_redraw = time.perf_counter(), 0.0
     model.train()
+    step_batches = StepBatches(spec, optim.grad_accum)
     with make_progress(console, disable=not ctx.is_main) as progress:
         bar = progress.add_task(spec.name, total=spec.steps, completed=state.step, speed="", losses="")
-        for step in range(state.step, spec.steps):
+        for step, (micro_batches, examples) in zip(range(state.step, spec.steps),
+                                                   step_batches.iterate(state.step, spec.data_workers)):
             lr = get_lr(step, spec.steps, optim.lr, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            items = spec.items_for_step(step)
-            micro_batches = split_micro_batches(items, optim.grad_accum)
             step_terms: dict[str, torch.Tensor] = {}
             optimizer.zero_grad(set_to_none=True)  # before, not after: the model may arrive with gradients
-            for index, micro in enumerate(micro_batches):
+            for index, (size, batch) in enumerate(micro_batches):
                 last = index == len(micro_batches) - 1
                 # DDP all-reduces gradients on the last micro-batch only.
                 sync = nullcontext() if last or not ctx.is_distributed else wrapped.no_sync()
                 with sync:
                     with amp.autocast():
-                        loss = spec.loss_fn(wrapped, spec.collate(micro))
-                    share = len(micro) / len(items)  # each micro-batch's mean loss, weighted by its examples
+                        loss = spec.loss_fn(wrapped, to_device(batch, ctx.device))
+                    share = size / examples  # each micro-batch's mean loss, weighted by its examples
                     scaler.scale(loss.total if share == 1 else loss.total * share).backward()
                 for name, value in (("loss", loss.total.detach()), *((f"loss_{k}", v) for k, v in loss.terms.items())):
                     step_terms[name] = value if share == 1 else step_terms.get(name, 0.0) + value * share
@@ -174,7 +220,7 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
             for name, value in step_terms.items():
                 state.window_sums[name] = state.window_sums.get(name, 0.0) + value
                 state.window_counts[name] = state.window_counts.get(name, 0) + 1
-            window_examples += len(items) * ctx.world_size
+            window_examples += examples * ctx.world_size
             global_step = run.step_offset + done
             log_now = done % optim.log_every == 0 or done == spec.steps
             now = time.perf_counter()
