@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from ernie_tiny.pretrain.batches import (PretrainDataConfig, PretrainingData, TaskType, collate, permuted_index,
                                          sample_index)
-from ernie_tiny.pretrain.corpus import Document, EmbeddedCorpus, open_corpus
+from ernie_tiny.pretrain.corpus import Document, open_corpus
+from ernie_tiny.pretrain.embedded import EmbeddedCorpus
 from ernie_tiny.pretrain.masking import IGNORE_INDEX, MaskingConfig, UnitLevel
 from ernie_tiny.pretrain.sentence_distance import SentenceDistance, label_counts, sample_sentence_pair
 from ernie_tiny.tokenization.char import CharTokenizer
@@ -104,15 +105,21 @@ def test_sentence_pairs_carry_true_distance_labels(tokenizer):
 def test_sentence_pair_sampling_falls_back_for_short_documents():
     counts = {0: 1, 1: 2, 2: 9}
     rng = np.random.default_rng(0)
-    for _ in range(300):
-        pair = sample_sentence_pair(0, counts.__getitem__, 3, rng)
+    for _ in range(300):  # no redrawn anchor: the label falls back to what the document allows
+        pair = sample_sentence_pair(0, counts.__getitem__, 3, rng, retries=0)
         assert pair.label is SentenceDistance.other_document and pair.b.document != 0  # one sentence: only that
-        pair = sample_sentence_pair(1, counts.__getitem__, 3, rng)
-        assert pair.label is not SentenceDistance.same_document
+        pair = sample_sentence_pair(1, counts.__getitem__, 3, rng, retries=0)
+        assert pair.label is not SentenceDistance.same_document and pair.a.document == 1
     with pytest.raises(ValueError, match="two documents"):
         sample_sentence_pair(0, lambda d: 1, 1, rng)
     balanced = label_counts(lambda d: 10, 5, 3000)
     assert all(abs(n / 3000 - 1 / 3) < 0.04 for n in balanced.values())
+    # nine documents in ten have one sentence: redrawn anchors keep the labels balanced ...
+    mostly_short = label_counts(lambda d: 5 if d % 10 == 0 else 1, 100, 3000)
+    assert all(abs(n / 3000 - 1 / 3) < 0.04 for n in mostly_short.values())
+    # ... where falling back alone would make "other document" the answer nine times in ten
+    fallback = label_counts(lambda d: 5 if d % 10 == 0 else 1, 100, 3000, retries=0)
+    assert fallback[SentenceDistance.other_document] / 3000 > 0.85
 
 
 def test_text_examples_fill_max_len_and_are_masked_at_their_level(tokenizer):
@@ -170,3 +177,16 @@ def test_config_validation_and_round_trip():
         PretrainDataConfig(pair_share=1.5)
     with pytest.raises(ValueError, match="unknown PretrainDataConfig fields: steps"):
         PretrainDataConfig.from_dict({"steps": 3})
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_prefetched_steps_equal_the_direct_ones_in_any_order(tokenizer, workers):
+    from ernie_tiny.pretrain.prefetch import StepPrefetcher
+
+    config = PretrainDataConfig(max_len=24, batch_size=2, seed=4, masking=MaskingConfig(basic=1, phrase=0, entity=0))
+    data = PretrainingData(numbered_corpus(8, 4), tokenizer, config)
+    with StepPrefetcher(data, rank=1, world_size=2, workers=workers, ahead=2) as items_for_step:
+        for step in [0, 1, 2, 5, 6, 3]:  # a jump ahead (resume) and one back
+            assert items_for_step(step) == data.examples_for_step(step, 1, 2)
+    with pytest.raises(ValueError, match="ahead"):
+        StepPrefetcher(data, ahead=0)

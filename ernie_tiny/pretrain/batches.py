@@ -38,7 +38,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ernie_tiny.pretrain.corpus import Document, EmbeddedCorpus, IdCorpus, IdRecord, TextCorpus
+from ernie_tiny.pretrain.corpus import Document, IdCorpus, IdRecord, TextCorpus
+from ernie_tiny.pretrain.embedded import EmbeddedCorpus
 from ernie_tiny.pretrain.masking import (IGNORE_INDEX, MaskingConfig, MaskUnit, UnitLevel, WordSpan, choose_level,
                                          encoding_units, jieba_words, mask_tokens, seg_label_units, word_spans)
 from ernie_tiny.pretrain.sentence_distance import SentenceDistance, sample_sentence_pair

