@@ -170,3 +170,11 @@ def test_embedded_reviews_can_be_tagged_once_up_front(monkeypatch, tmp_path):
     assert corpus[0].sentences == ("房间很干净。", "北京的酒店")
     assert all("".join(w for w, _ in words) == s for s, words in zip(corpus[0].sentences, corpus[0].words))
     assert ("北京", "ns") in corpus[0].words[1]
+
+
+@pytest.mark.parametrize("layout", list(DocumentLayout))
+def test_a_line_of_every_unicode_whitespace_is_blank(tmp_path, layout):
+    spaces = "".join(c for c in map(chr, range(0x110000)) if not c.strip() and c != "\n")
+    path = write(tmp_path / "a.txt", f"甲。\n{spaces}\n乙。\n")
+    corpus = open_corpus([path], layout=layout)
+    assert [corpus[i].sentences for i in range(len(corpus))] == [("甲。",), ("乙。",)]

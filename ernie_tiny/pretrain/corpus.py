@@ -95,22 +95,39 @@ def split_sentences(text: str) -> tuple[str, ...]:
 
 # ---- scanning ---------------------------------------------------------------------------------
 
+def _byte_table(values: bytes) -> np.ndarray:
+    """(256,) bool lookup: ``table[data]`` marks the bytes in ``values`` (much faster than np.isin)."""
+    table = np.zeros(256, dtype=bool)
+    table[list(values)] = True
+    return table
+
+
 # Every character str.strip() removes, as UTF-8: a line is blank when it holds only these.
-_ASCII_WHITESPACE = np.frombuffer(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ", dtype=np.uint8)
 _MULTIBYTE_WHITESPACE = tuple(np.frombuffer(c.encode("utf-8"), dtype=np.uint8) for c in
                               "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
                               "\u2028\u2029\u202f\u205f\u3000")
+_NOT_ASCII_WHITESPACE = ~_byte_table(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ")
+_WHITESPACE_LEADS = _byte_table(bytes(int(seq[0]) for seq in _MULTIBYTE_WHITESPACE))
+
+
+def _codes(sequences: tuple[np.ndarray, ...], length: int) -> np.ndarray:
+    """The byte sequences of ``length`` bytes as big-endian integers."""
+    return np.array([int.from_bytes(bytes(seq.tolist()), "big") for seq in sequences if len(seq) == length])
+
+
+_WHITESPACE_CODES = {length: _codes(_MULTIBYTE_WHITESPACE, length) for length in (2, 3)}
 
 
 def _non_whitespace(data: np.ndarray) -> np.ndarray:
     """(n,) bool: False at every byte of a whitespace character."""
-    keep = ~np.isin(data, _ASCII_WHITESPACE)
-    leads = np.flatnonzero(np.isin(data, np.unique([seq[0] for seq in _MULTIBYTE_WHITESPACE])))
-    for seq in _MULTIBYTE_WHITESPACE:
-        hits = leads[leads + len(seq) <= len(data)]
-        for k, byte in enumerate(seq):
-            hits = hits[data[hits + k] == byte]
-        for k in range(len(seq)):
+    keep = _NOT_ASCII_WHITESPACE[data]
+    leads = np.flatnonzero(_WHITESPACE_LEADS[data])
+    padded = np.concatenate([data, np.zeros(2, dtype=np.uint8)]).astype(np.int32)
+    code = padded[leads]
+    for length in (2, 3):
+        code = (code << 8) | padded[leads + length - 1]  # the bytes at leads .. leads + length - 1
+        hits = leads[np.isin(code, _WHITESPACE_CODES[length])]
+        for k in range(length):
             keep[hits + k] = False
     return keep
 
@@ -156,12 +173,12 @@ def _scan(path: Path, source: str, layout: DocumentLayout, fmt: CorpusFormat) ->
     return np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
 
 
-_ID_BYTES = np.frombuffer(b"0123456789 -;\r\n\t", dtype=np.uint8)
+_NOT_ID_BYTES = ~_byte_table(b"0123456789 -;\r\n\t")
 
 
 def _check_id_chunk(data: np.ndarray, line_starts: np.ndarray, non_blank: np.ndarray, source: str,
                     lines_before: int) -> None:
-    bad = np.flatnonzero(~np.isin(data, _ID_BYTES))
+    bad = np.flatnonzero(_NOT_ID_BYTES[data])
     if len(bad):
         line = int(np.searchsorted(line_starts, bad[0], side="right"))
         char = bytes(data[bad[0]:bad[0] + 4]).decode("utf-8", errors="replace")[:1]
