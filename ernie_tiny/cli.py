@@ -11,20 +11,18 @@
 
 from __future__ import annotations
 
-import typer
-
 from ernie_tiny.commands.augment import augment
 from ernie_tiny.commands.bench import bench
 from ernie_tiny.commands.distill import distill, distill_general
 from ernie_tiny.commands.export import export
 from ernie_tiny.commands.finetune import finetune
+from ernie_tiny.commands.options import command_group
 from ernie_tiny.commands.predict import predict
 from ernie_tiny.commands.quickstart import quickstart
 from ernie_tiny.commands.segment import segment_app
 from ernie_tiny.commands.teacher import teacher_app
 
-app = typer.Typer(help="Distil a 12-layer char-level ERNIE teacher into the fast 3-layer subword ERNIE-tiny student.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = command_group("Distil a 12-layer char-level ERNIE teacher into the fast 3-layer subword ERNIE-tiny student.")
 teacher_app.command("finetune")(finetune)
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(segment_app, name="segment")

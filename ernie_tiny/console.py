@@ -20,7 +20,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "predict":
         from ernie_tiny.commands.predict import predict
 
-        predict_app = typer.Typer(pretty_exceptions_enable=False)
+        predict_app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)  # help printed as written
         predict_app.callback()(lambda: None)  # a callback keeps "predict" a subcommand name
         predict_app.command("predict")(predict)
         predict_app()

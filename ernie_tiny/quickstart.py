@@ -20,6 +20,10 @@ from pathlib import Path
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
 
 
+class StepFailed(RuntimeError):
+    """A step ended without the file that marks it done."""
+
+
 @dataclass(frozen=True)
 class ScaleSettings:
     """How big and how long: ``small`` for a laptop CPU (~10 min), ``micro`` for CI (~1 min)."""
@@ -139,7 +143,7 @@ def run_quickstart(config: QuickstartConfig, run_command: Callable[[list[str]], 
         started = time.perf_counter()
         run_command(argv)
         if not Path(step.done_marker).exists():
-            raise RuntimeError(f"step {step.name} finished without writing {step.done_marker}")
+            raise StepFailed(f"step {step.name} finished without writing {step.done_marker}")
         results.append(StepResult(step.name, status, time.perf_counter() - started, "ernie-tiny " + " ".join(argv)))
     write_summary(config, results)
     return results

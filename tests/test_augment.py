@@ -425,3 +425,20 @@ def test_real_reviews_get_about_n_new_examples_each():
     out = augment_examples(texts, AugmentConfig(num_aug=4, seed=0))
     assert 4 * 120 * 0.95 <= len(out) <= 4 * 120
     assert all(e.text_a != texts[e.source_index] and "\t" not in e.text_a for e in out)
+
+
+def test_the_pipeline_reports_through_callables_and_returns_a_summary(tmp_path):
+    from ernie_tiny.augment.pipeline import AugmentJob, run_augment
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text("label\ttext_a\n1\t房间很干净，服务态度很好\n0\t早餐太差\n", encoding="utf-8")
+    lines, stages = [], []
+    summary = run_augment(AugmentJob(task="chnsenticorp", out=tmp_path / "aug.tsv", data_dir=data,
+                                     config=AugmentConfig(num_aug=2, seed=1)),
+                          log=lines.append, progress=lambda stage, done, total: stages.append((stage, done, total)))
+    assert lines == [f"train: 2 examples from {data}"]
+    assert ("augment", 2, 2) in stages
+    written = (tmp_path / "aug.tsv").read_text(encoding="utf-8").splitlines()
+    assert (summary.originals, summary.new, summary.out) == (2, len(written) - 1, tmp_path / "aug.tsv")
+    assert summary.label_seconds is None and set(summary.strategies) == {"unk", "pos", "mlm", "ngram"}

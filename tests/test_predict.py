@@ -8,8 +8,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import torch
 import typer
 from typer.testing import CliRunner
@@ -99,7 +103,9 @@ def test_char_tags_continue_multi_char_tokens_and_entities_parse_bio():
 def test_read_text_file_pairs_and_errors(tmp_path):
     path = tmp_path / "in.txt"
     path.write_text("一句话\n\n问题一\t问题二\n", encoding="utf-8")
-    assert read_text_file(path) == ["一句话", ("问题一", "问题二")]
+    assert read_text_file(path) == ["一句话", "", ("问题一", "问题二")]  # item i is line i + 1
+    path.write_bytes("\ufeff行一\r\n行\u2028二\n".encode("utf-8"))  # BOM and CRLF dropped; U+2028 is no line end
+    assert read_text_file(path) == ["行一", "行\u2028二"]
     path.write_text("a\nb\tc\td\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"in.txt:2: expected 1 or 2 TAB-separated fields, got 3"):
         read_text_file(path)
@@ -162,3 +168,80 @@ def test_cli_errors_are_one_line(classifier, tmp_path):
 
 def test_softmax_is_stable_for_large_logits():
     assert softmax(np.array([[1000.0, 1000.0]])).tolist() == [[0.5, 0.5]]
+
+
+# ---- every input line gets one output line; bad input gets one line ----------------------------------------
+
+def run_cli(*args: str):
+    return CliRunner().invoke(cli(), ["predict", *args])
+
+
+def test_every_file_line_gets_one_output_line_that_names_it(classifier, tmp_path):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("早餐品种太少\n\n   \n酒店不错\t服务很好\n酒店不错\t \n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = run_cli("--model", str(classifier[1]), "--file", str(inputs), "--output", str(out))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [("label" in r, r.get("error")) for r in rows] == [
+        (True, None), (False, "empty text: nothing to predict"), (False, "empty text: nothing to predict"),
+        (True, None), (False, "empty text_b: nothing to predict")]
+    assert "2 of 5 texts predicted" in result.output and "3 empty" in result.output
+
+
+def test_texts_are_numbered_and_an_empty_text_is_refused(classifier):
+    result = run_cli("--model", str(classifier[1]), "--text", "好", "--text", "太吵了")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["index"] for line in result.output.splitlines()] == [1, 2]
+    for empty in ("", "   ", "\t"):
+        result = run_cli("--model", str(classifier[1]), "--text", "好", "--text", empty)
+        assert result.exit_code == 1 and result.output.strip() == \
+            "error: --text 2 is empty or whitespace only: nothing to predict", result.output
+
+
+def test_truncation_is_flagged_per_line_and_counted(classifier, tmp_path):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("好\n" + "房间很干净" * 2002 + "\n", encoding="utf-8")  # 10,010 characters
+    result = run_cli("--model", str(classifier[1]), "--file", str(inputs), "--max-len", "128")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["truncated"] for r in rows] == [False, True]
+    assert "1 truncated to 128 tokens" in result.output
+
+
+def test_a_gbk_file_names_the_file_and_line(classifier, tmp_path):
+    inputs = tmp_path / "gbk.txt"
+    inputs.write_bytes("好\n".encode("utf-8") + "房间很干净\n".encode("gbk"))
+    out = tmp_path / "out.jsonl"
+    result = run_cli("--model", str(classifier[1]), "--file", str(inputs), "--output", str(out))
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.strip().splitlines() == [
+        f"error: {inputs}:2: not valid UTF-8 (byte 0: invalid start byte); convert the file to UTF-8 first"]
+
+
+LINE_CHARS = st.sampled_from(["a", "好", "\t", "\r", " ", "\u2028", "\x85", "\ufeff", "é", "\x00"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=60),
+                         st.lists(st.text(LINE_CHARS, max_size=6), max_size=5).map(lambda ls: "\n".join(ls)),
+                         st.text(max_size=30)))
+def test_any_file_gives_one_line_per_input_line_or_one_error_line(classifier, tmp_path, content):
+    inputs = tmp_path / "random.txt"
+    data = content if isinstance(content, bytes) else content.encode("utf-8")
+    inputs.write_bytes(data)
+    out = tmp_path / "random.jsonl"
+    out.unlink(missing_ok=True)
+    result = run_cli("--model", str(classifier[1]), "--file", str(inputs), "--output", str(out))
+    assert "Traceback" not in result.output
+    lines = data.split(b"\n")
+    expected = len(lines) - (lines[-1] == b"")
+    if result.exit_code == 0:
+        rows = out.read_text(encoding="utf-8").splitlines()  # splitlines: U+2028 and the like are escaped
+        assert [json.loads(row)["line"] for row in rows] == list(range(1, expected + 1))
+    else:
+        assert result.exit_code == 1 and not out.exists()
+        error = result.output.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith(f"error: {inputs}"), result.output
+        assert re.match(rf"error: {re.escape(str(inputs))}:\d+: ", error[0]) or expected == 0, error[0]

@@ -14,11 +14,25 @@ from ernie_tiny.quickstart import QuickstartConfig, plan_steps
 
 
 @pytest.fixture(scope="module")
-def quickstart_dir(tmp_path_factory):
+def quickstart_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart")
     result = CliRunner().invoke(app, ["quickstart", "--scale", "micro", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    return out
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def quickstart_dir(quickstart_run):
+    return quickstart_run[0]
+
+
+def test_the_console_shows_bracketed_words_as_written(quickstart_run):
+    out, output = quickstart_run
+    assert f"[tokenizer] $ ernie-tiny segment train --vocab-size 2000 --out {out / 'tokenizer'}" in output
+    assert "[pass]" in output  # the parity lines of the export steps and of the summary
+    assert "[torch fp32]" in output  # the bench caption's reference variant
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert summary.strip().splitlines()[0] in output and "[pass]" in summary
 
 
 def test_every_artefact_exists_and_loads(quickstart_dir):

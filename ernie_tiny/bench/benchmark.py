@@ -158,7 +158,7 @@ def find_task_folder(root: Path, task: str, what: str) -> Path:
     marker = MARKER_FILES[what]
     if (root / marker).is_file():
         return root
-    names = (task, task.replace("-", "_")) + FOLDER_ALIASES.get(task, ())
+    names = tuple(dict.fromkeys((task, task.replace("-", "_")) + FOLDER_ALIASES.get(task, ())))  # each name once
     found = next((root / name for name in names if (root / name / marker).is_file()), None)
     if found is None:
         raise BenchError(f"{root}: no {marker} there, nor in a {what} sub-folder for task {task} "

@@ -106,48 +106,90 @@ def to_json(result: BenchResult) -> dict:
             "parity": result.parity}
 
 
-def bar_chart(result: BenchResult) -> bytes:
-    """PNG: latency per variant (left) and each task's main metric per variant (right)."""
-    import io
+def variant_label(variant: VariantResult) -> str:
+    return f"{row_name(variant)}, {variant.backend} {variant.precision}"
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+TEACHER_COLOURS = ("#c0504d", "#e08a2c", "#9b3d6e", "#d4a017")  # warm
+STUDENT_COLOURS = ("#4f81bd", "#2e9e6b", "#7a5fb0", "#3fa7c4", "#5b6b7f", "#6fae3c")  # cool
 
+
+def variant_colours(result: BenchResult) -> dict[str, str]:
+    """One colour per variant label, the same in every panel: teachers warm, students cool."""
+    colours: dict[str, str] = {}
+    used = {"teacher": 0, "student": 0}
+    for variant in result.variants:
+        label = variant_label(variant)
+        if label not in colours:
+            role = "teacher" if variant.role == "teacher" else "student"
+            palette = TEACHER_COLOURS if role == "teacher" else STUDENT_COLOURS
+            colours[label] = palette[used[role] % len(palette)]
+            used[role] += 1
+    return colours
+
+
+def zoomed_limits(values: list[float], floor: float = 0.0, ceiling: float = 100.0) -> tuple[float, float]:
+    """Axis limits around ``values`` with a margin (a quarter of their range, at least 2 points), within bounds.
+
+    On a 0-100 axis 76.7 and 78.3 look the same; zoomed to 72-83 the gap is visible.
+    """
+    low, high = min(values), max(values)
+    margin = max(2.0, 0.25 * (high - low))
+    return max(floor, low - margin), min(ceiling, high + margin)
+
+
+def bar_figure(result: BenchResult):
+    """The matplotlib Figure of :func:`bar_chart`: latency per variant (left), main metric per task (right)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: never touches the global backend
+    from matplotlib.figure import Figure
+
+    colours = variant_colours(result)
     timed = [v for v in result.variants if v.latency is not None]
     scored = [v for v in result.variants if v.metrics]
     panels = 1 + bool(scored)
-    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 0.6 * max(len(timed), 3) + 1.8), squeeze=False)
-    ax = axes[0][0]
-    labels = [f"{row_name(v)}\n{v.backend} {v.precision}" for v in timed]
+    figure = Figure(figsize=(7 * panels, 0.55 * max(len(timed), 3) + 2.2))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    ax = axes[0]
     values = [v.latency.model_ms for v in timed]
-    bars = ax.barh(range(len(timed)), values, color=["#c0504d" if v.role == "teacher" else "#4f81bd" for v in timed])
+    bars = ax.barh(range(len(timed)), values, color=[colours[variant_label(v)] for v in timed])
     for bar, variant in zip(bars, timed):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {variant.speedup:.1f}x", va="center")
-    ax.set_yticks(range(len(timed)), labels, fontsize=8)
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {variant.speedup:.1f}x", va="center",
+                fontsize=8)
+    ax.set_yticks(range(len(timed)), [variant_label(v).replace(", ", "\n", 1) for v in timed], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"ms per batch of {result.config.batch_size} (mean of {result.config.runs} runs)")
+    ax.set_xlim(0, 1.18 * max(values, default=1.0))  # room for the speed-up labels
+    ax.set_xlabel(f"ms per batch of {result.config.batch_size} (mean of {result.config.runs} runs); "
+                  f"Nx = speed-up over {result.reference or 'the first teacher'}", fontsize=8)
     ax.set_title(f"Latency, {result.latency_source}", fontsize=9)
     if scored:
-        ax = axes[0][1]
+        ax = axes[1]
         tasks = list(result.config.tasks)
         width = 0.8 / len(scored)
+        heights_seen: list[float] = []
         for i, variant in enumerate(scored):
-            heights = [100 * variant.metrics.get(t, {}).get(get_task(t).main_metric, 0.0) for t in tasks]
+            heights = [100 * variant.metrics.get(t, {}).get(get_task(t).main_metric, float("nan")) for t in tasks]
+            heights_seen += [h for h in heights if h == h]
             bars = ax.bar([x + i * width for x in range(len(tasks))], heights, width,
-                          label=f"{row_name(variant)} {variant.backend} {variant.precision}")
+                          color=colours[variant_label(variant)], label=variant_label(variant))
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks([x + width * (len(scored) - 1) / 2 for x in range(len(tasks))],
                       [TASK_TITLES.get(t, t) for t in tasks])
-        ax.set_ylabel("dev main metric x100")
-        ax.set_ylim(0, 100)
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
-        ax.set_title("Accuracy", fontsize=9)
-    fig.tight_layout()
+        low, high = zoomed_limits(heights_seen or [0.0, 100.0])
+        ax.set_ylim(low, high)
+        ax.set_ylabel("dev main metric x100" + (" (axis zoomed)" if low > 0 else ""))
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+        ax.set_title("Accuracy (colours as in the latency panel)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def bar_chart(result: BenchResult) -> bytes:
+    """PNG: latency per variant (left) and each task's main metric per variant (right), one colour per variant."""
+    import io
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    bar_figure(result).savefig(buffer, format="png", dpi=110)
     return buffer.getvalue()
 
 

@@ -12,18 +12,21 @@ import typer
 from rich.console import Console
 
 from ernie_tiny.bench.latency import Backend
+from ernie_tiny.commands.errors import command_errors
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt, TaskName
 from ernie_tiny.deploy.onnx_session import Device, DeviceUnavailableError
+from ernie_tiny.devices import resolve_device
 
 
 def bench(
-    task: Annotated[list[str], typer.Option("--task", help="Task(s); several give the Average column.")],
+    task: Annotated[list[TaskName], typer.Option("--task", help="Task(s); several give the Average column.")],
     teacher: Annotated[Optional[list[Path]], typer.Option("--teacher", help="Teacher checkpoint per task, or one "
                                                           "folder with a sub-folder per task.")] = None,
     student: Annotated[Optional[list[Path]], typer.Option("--student", help="Student checkpoint per task, or one "
                                                           "folder with a sub-folder per task.")] = None,
     data_dir: Annotated[Optional[list[Path]], typer.Option("--data-dir", help="dev.tsv folder per task, or one "
                                                            "root holding them (e.g. ../shared/data).")] = None,
-    device: Annotated[Device, typer.Option(help="cpu or cuda.")] = Device.cpu,
+    device: DeviceOpt = DEFAULT_DEVICE,
     backend: Annotated[Optional[list[Backend]], typer.Option("--backend", help="torch and/or onnxruntime "
                                                              "(repeat for both) (default: torch).")] = None,
     max_len: Annotated[int, typer.Option(help="Truncation, in each model's own tokens.")] = 128,
@@ -55,26 +58,26 @@ def bench(
     Example: ernie-tiny bench --synthetic --task lcqmc --data-dir ../shared/data/lcqmc --student-tokenizer runs/subword --backend torch --backend onnxruntime --runs 10
     """
     console = Console()
-    try:
+    with command_errors(also=(DeviceUnavailableError,)):
+        backends = tuple(backend or [Backend.torch])
+        device = Device(resolve_device(device, runtimes=[b.value for b in backends], any_gpu=False).split(":")[0])
+
         from ernie_tiny.bench.benchmark import BenchConfig, BenchError, resolve_per_task, run_benchmark
         from ernie_tiny.bench.report import caption, markdown_table, write_report
 
-        tasks = list(task)
+        tasks = [t.value for t in task]
         config = BenchConfig(
             tasks=tuple(tasks), data_dirs=tuple(resolve_per_task(data_dir or [], tasks, "data")),
             teachers=() if synthetic else tuple(resolve_per_task(teacher or [], tasks, "teacher")),
             students=() if synthetic else tuple(resolve_per_task(student or [], tasks, "student")),
-            device=device, backends=tuple(backend or [Backend.torch]), max_len=max_len, batch_size=batch_size,
+            device=device, backends=backends, max_len=max_len, batch_size=batch_size,
             runs=runs, warmup_batches=warmup_batches, threads=threads, latency_examples=latency_examples,
             accuracy_examples=accuracy_examples, sort_by_length=sort_by_length, synthetic=synthetic,
             teacher_preset=teacher_preset, student_preset=student_preset, teacher_tokenizer=teacher_tokenizer,
             student_tokenizer=student_tokenizer, char_length_student=char_length, work_dir=work_dir)
         if not synthetic and None in config.teachers + config.students:
             raise BenchError("give --teacher and --student checkpoints (one per task), or --synthetic")
-        result = run_benchmark(config, log=lambda line: console.print(line, highlight=False))
-    except (ValueError, FileNotFoundError, DeviceUnavailableError) as err:  # ExportError, BenchError are ValueErrors
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    paths = write_report(result, out)
+        result = run_benchmark(config, log=lambda line: console.print(line, highlight=False, markup=False))
+        paths = write_report(result, out)
     console.print(markdown_table(result) + "\n" + caption(result), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}", highlight=False, markup=False)

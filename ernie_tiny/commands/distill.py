@@ -15,45 +15,39 @@ import typer
 from rich.console import Console
 
 from ernie_tiny.commands.errors import training_command_errors
+from ernie_tiny.commands.options import (DEFAULT_DEVICE, BatchSizeOpt, DataDirOpt, DeviceOpt, MaxLenOpt, ResumeOpt,
+                                         RunDirOpt, SeedOpt, TaskName, TaskOpt, ThreadsOpt)
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
 from ernie_tiny.distill.general import distill_general as run_general
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.distill.task import distill as run_distill
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
-from ernie_tiny.data.tasks import TASKS
+from ernie_tiny.devices import resolve_device
 
-TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
 
 Teacher = Annotated[Path, typer.Option("--teacher", help="Teacher checkpoint folder (ernie-tiny, Hugging Face or Paddle).")]
-Out = Annotated[Path, typer.Option("--out", help="Output folder: best/, last.pt, metrics.json, loss_curve.png.")]
 StudentPreset = Annotated[Optional[PresetName], typer.Option(
-    help="Student size [default: student-small on CPU, ernie-tiny on CUDA].")]
+    help="Student size (default: student-small on CPU, ernie-tiny on CUDA).")]
 StudentInit = Annotated[Optional[Path], typer.Option(help="Start the student from this checkpoint "
                                                           "(e.g. a distill-general result).")]
 StudentTokenizer = Annotated[Optional[str], typer.Option(
-    help="Student tokenizer folder, or 'char' for the teacher's own (no alignment) [default: the init "
-         "checkpoint's, else the embedded-corpus subword tokenizer, trained once and cached].")]
+    help="Student tokenizer folder, or 'char' for the teacher's own (no alignment) (default: the init "
+         "checkpoint's, else the embedded-corpus subword tokenizer, trained once and cached).")]
 VocabSize = Annotated[int, typer.Option(help="Vocabulary of the default subword tokenizer.")]
 LayerMapOption = Annotated[str, typer.Option("--layer-map", help="Layer map preset (tinybert: student layer i "
                                                                  "learns teacher layer i*T/S; tinybert-12to3, uniform, "
                                                                  "last-only) or a JSON list of matches.")]
 AttentionLoss = Annotated[AttentionLossKind, typer.Option(help="Attention loss across tokenizers.")]
 Lr = Annotated[float, typer.Option(help="Peak learning rate.")]
-BatchSize = Annotated[int, typer.Option(help="Examples per step and process.")]
-MaxLen = Annotated[int, typer.Option(help="Tokens per example; longer texts are truncated.")]
-Seed = Annotated[int, typer.Option(help="Seed of init, data order, augmentation and dropout.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")]
-Device = Annotated[Optional[str], typer.Option(help="torch device [default: cuda if available, else cpu].")]
-Threads = Annotated[Optional[int], typer.Option(help="torch CPU threads [default: torch's].")]
 
 
 def distill(
     teacher: Teacher,
-    out: Out,
-    task: Annotated[TaskName, typer.Option(help="Task; 'reviews' needs no --data-dir.")] = TaskName("reviews"),
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with train.tsv, dev.tsv, test.tsv.")] = None,
+    out: RunDirOpt,
+    task: TaskOpt = TaskName("reviews"),
+    data_dir: DataDirOpt = None,
     stage: Annotated[Stage, typer.Option(help="intermediate (layers), prediction (logits), both (one then the other) or joint (both losses at every step, --steps-prediction steps).")] = Stage.joint,
     student_preset: StudentPreset = None,
     student_init: StudentInit = None,
@@ -72,18 +66,18 @@ def distill(
     steps_intermediate: Annotated[int, typer.Option(help="Steps of the intermediate stage (--stage both/intermediate).")] = 300,
     steps_prediction: Annotated[int, typer.Option(help="Steps of the prediction (or joint) stage.")] = 300,
     lr: Lr = 5e-4,
-    lr_prediction: Annotated[Optional[float], typer.Option(help="Peak lr of the prediction stage [default: --lr].")] = None,
-    batch_size: BatchSize = 32,
-    max_len: MaxLen = 128,
+    lr_prediction: Annotated[Optional[float], typer.Option(help="Peak lr of the prediction stage (default: --lr).")] = None,
+    batch_size: BatchSizeOpt = 32,
+    max_len: MaxLenOpt = 128,
     eval_every: Annotated[int, typer.Option(help="Steps between dev evaluations (prediction stage).")] = 100,
-    save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves [default: eval-every].")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves (default: --eval-every).")] = None,
     log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
     no_teacher_cache: Annotated[bool, typer.Option("--no-teacher-cache", help="Run the teacher on every batch.")] = False,
-    seed: Seed = 42,
-    resume: Resume = False,
-    device: Device = None,
-    threads: Threads = None,
+    seed: SeedOpt = 42,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Distil a fine-tuned char teacher into the subword student (layer-wise + prediction-layer losses).
 
@@ -92,7 +86,8 @@ def distill(
     console = Console()
     if threads is not None:
         torch.set_num_threads(threads)
-    with training_command_errors(console, out):
+    with training_command_errors(out):
+        device = resolve_device(device)  # before anything is written: a missing GPU leaves no --out behind
         weights = DistillLossWeights(embedding=embedding_weight, hidden=hidden_weight, attention=attention_weight,
                                      soft=soft_weight, hard=hard_weight, temperature=temperature)
         config = DistillConfig(
@@ -113,9 +108,9 @@ def distill(
 
 def distill_general(
     teacher: Teacher,
-    out: Out,
-    corpus: Annotated[Optional[Path], typer.Option(help="UTF-8 text file, one text per line [default: the embedded "
-                                                        "People's Daily + review corpus].")] = None,
+    out: RunDirOpt,
+    corpus: Annotated[Optional[Path], typer.Option(help="UTF-8 text file, one text per line (default: the embedded "
+                                                        "People's Daily + review corpus).")] = None,
     max_texts: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
     student_preset: StudentPreset = None,
     student_init: StudentInit = None,
@@ -125,14 +120,14 @@ def distill_general(
     attention_loss: AttentionLoss = AttentionLossKind.kl,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     lr: Lr = 5e-4,
-    batch_size: BatchSize = 32,
-    max_len: MaxLen = 128,
+    batch_size: BatchSizeOpt = 32,
+    max_len: MaxLenOpt = 128,
     save_every: Annotated[int, typer.Option(help="Steps between last.pt saves.")] = 200,
     log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
-    seed: Seed = 42,
-    resume: Resume = False,
-    device: Device = None,
-    threads: Threads = None,
+    seed: SeedOpt = 42,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    threads: ThreadsOpt = None,
 ) -> None:
     """General distillation on unlabelled text: a task-agnostic student to use as --student-init.
 
@@ -141,7 +136,8 @@ def distill_general(
     console = Console()
     if threads is not None:
         torch.set_num_threads(threads)
-    with training_command_errors(console, out):
+    with training_command_errors(out):
+        device = resolve_device(device)  # before anything is written: a missing GPU leaves no --out behind
         config = GeneralDistillConfig(
             teacher=str(teacher), out_dir=str(out), corpus=str(corpus) if corpus else None, max_texts=max_texts,
             student_preset=student_preset.value if student_preset else None,

@@ -12,6 +12,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from ernie_tiny.commands.errors import command_errors
 
 
 class ExportFormat(str, Enum):
@@ -52,17 +55,14 @@ def export(
 
     Example: ernie-tiny export --model runs/student --out exported/student-int8 --quantize int8 --data-dir ../shared/data/chnsenticorp_htl
     """
-    console = Console()
+    console = Console(highlight=False, soft_wrap=True)
     if format is ExportFormat.hf:
-        try:
+        with command_errors():
             if quantize is not None or fp16:
                 raise ValueError("--format hf writes fp32 weights: --quantize and --fp16 are for --format onnx")
             export_hf_folder(console, model, out, data_dir, parity_file, task, parity_examples, tolerance)
-        except (ValueError, FileNotFoundError) as err:  # CheckpointError and HfExportError are ValueErrors
-            console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
         return
-    try:
+    with command_errors():
         from ernie_tiny.deploy.export import ExportOptions, export_checkpoint, parity_examples_for
         from ernie_tiny.deploy.onnx_session import Precision
 
@@ -73,25 +73,22 @@ def export(
                                 per_channel=per_channel, max_len=max_len, tolerance=tolerance)
         examples, parity_task, source = parity_examples_for(model, data_dir, parity_file, task,
                                                             limit=parity_examples or None)
-        console.print(f"exporting {model} ({precision.value}, opset {opset}); parity texts: {source}")
+        console.print(f"exporting {model} ({precision.value}, opset {opset}); parity texts: {source}", markup=False)
         result = export_checkpoint(model, out, options, examples, parity_task=parity_task, tokenizer_dir=tokenizer,
                                    parity_source=source)
-    except (ValueError, FileNotFoundError) as err:  # ExportError is a ValueError
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
     fused = ", ".join(f"{name} {count}" for name, count in result.fused_operators.items()) or "none (--no-optimize)"
-    console.print(f"fused operators: {fused}", highlight=False)
+    console.print(f"fused operators: {fused}", markup=False)
     missing = result.config.provenance.get("missing_fusions")
     if missing:
-        console.print(f"[yellow]warning:[/yellow] fusions that did not fire: {', '.join(missing)}", highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), f" fusions that did not fire: {', '.join(missing)}"))
     quantized = {k: v for k, v in result.config.operator_counts.items()
                  if k in ("QAttention", "MatMulInteger", "DynamicQuantizeMatMul", "QEmbedLayerNormalization")}
     if quantized:
-        console.print(f"quantised operators: {', '.join(f'{k} {v}' for k, v in quantized.items())}", highlight=False)
-    console.print(f"parity: {result.parity.summary()}", highlight=False)
+        console.print(f"quantised operators: {', '.join(f'{k} {v}' for k, v in quantized.items())}", markup=False)
+    console.print(f"parity: {result.parity.summary()}", markup=False)
     if result.parity.metric is None and precision is not Precision.fp32:
-        console.print("no labelled texts of the model's task: give --data-dir for the accuracy change", highlight=False)
-    console.print(f"wrote {result.directory}", highlight=False)
+        console.print("no labelled texts of the model's task: give --data-dir for the accuracy change", markup=False)
+    console.print(f"wrote {result.directory}", markup=False)
 
 
 def export_hf_folder(console: Console, model: Path, out: Path, data_dir: Optional[Path], parity_file: Optional[Path],

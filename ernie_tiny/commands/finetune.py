@@ -11,8 +11,10 @@ import typer
 from rich.console import Console
 
 from ernie_tiny.commands.errors import training_command_errors
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt
 from ernie_tiny.model import PRESETS
 from ernie_tiny.data.tasks import TASKS
+from ernie_tiny.devices import resolve_device
 from ernie_tiny.finetune import FinetuneConfig, default_lr, finetune as run_finetune
 from ernie_tiny.training.schedule import OptimConfig
 
@@ -43,7 +45,7 @@ def finetune(
     vocab_from_train: Annotated[bool, typer.Option("--vocab-from-train", help="With --init: rebuild the char "
                                                    "vocab from the train texts (known rows kept).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
-    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.")] = "cpu",
+    device: DeviceOpt = DEFAULT_DEVICE,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's; 1 is faster "
                                                        "on a busy machine).")] = None,
 ) -> None:
@@ -55,7 +57,8 @@ def finetune(
     console = Console()
     if threads is not None:
         torch.set_num_threads(threads)
-    with training_command_errors(console, out):
+    with training_command_errors(out):
+        device = resolve_device(device)  # before anything is written: a missing GPU leaves no --out behind
         optim = OptimConfig(lr=lr if lr is not None else default_lr(init is not None), weight_decay=weight_decay,
                             warmup_ratio=warmup_ratio, max_steps=max_steps, batch_size=batch_size, seed=seed,
                             eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every)

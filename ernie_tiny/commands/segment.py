@@ -11,26 +11,23 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from ernie_tiny.commands.errors import command_errors
+from ernie_tiny.commands.options import TaskOpt, command_group
 from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.tokenization.subword import DEFAULT_MAX_PIECE_CHARS, DEFAULT_VOCAB_SIZE, Segmentation, SubwordTokenizer, WordBoundary, train_subword_tokenizer
 from ernie_tiny.tokenization.subword.sources import EMBEDDED, read_corpus_sources
 from ernie_tiny.tokenization.subword.train import ModelType
 from ernie_tiny.tokenization.vocab_files import TOKENIZER_CONFIG
 
-segment_app = typer.Typer(help="Subword tokenizer of the student: jieba words + sentencepiece + ERNIE vocab.txt.",
-                          no_args_is_help=True)
-console = Console(stderr=True)
+segment_app = command_group("Subword tokenizer of the student: jieba words + sentencepiece + ERNIE vocab.txt.")
+console = Console(stderr=True, highlight=False)
 
 TokenizerDir = Annotated[Path, typer.Option("--tokenizer", help="Tokenizer folder (segment train output, or the "
                                                                 "ERNIE-tiny release files).")]
 WordsegDict = Annotated[Optional[Path], typer.Option(help="dict.wordseg.pickle: segment by forward maximum matching "
                                                            "over this word list (ERNIE-tiny release mode).")]
-
-
-def _fail(err: Exception) -> typer.Exit:
-    typer.echo(f"error: {err}", err=True)
-    return typer.Exit(1)
 
 
 def _load(tokenizer: Path, wordseg_dict: Path | None) -> SubwordTokenizer:
@@ -62,20 +59,18 @@ def train(
     Example: ernie-tiny segment train --vocab-size 70000 --out runs/tokenizer \\
     --corpus embedded --corpus ../shared/data/lcqmc/train.tsv
     """
-    if out.exists() and any(out.iterdir()) and not (out / TOKENIZER_CONFIG).is_file():
-        raise _fail(ValueError(f"{out} exists and is not a tokenizer folder; choose another --out"))
     if wordseg_dict is not None and segmentation is Segmentation.JIEBA:
         segmentation = Segmentation.WORDSEG  # a word list given means: segment with it
-    try:
+    with command_errors():
+        if out.exists() and any(out.iterdir()) and not (out / TOKENIZER_CONFIG).is_file():
+            raise ValueError(f"{out} exists and is not a tokenizer folder; choose another --out")
         texts, described = read_corpus_sources(corpus or [EMBEDDED], max_sentences)
         with console.status("training the subword tokenizer") as status:
             tokenizer = train_subword_tokenizer(
                 texts, out, vocab_size=vocab_size, model_type=model_type.value, segmentation=segmentation.value,
                 word_boundary=word_boundary.value, user_dict=user_dict, wordseg_dict=wordseg_dict,
                 corpus_description=described, split_by_script=split_by_script, max_piece_chars=max_piece_chars,
-                progress=lambda line: (status.update(line), console.print(line)))
-    except (ValueError, OSError) as err:
-        raise _fail(err) from None
+                progress=lambda line: (status.update(line), console.print(line, markup=False)))
     training = tokenizer.config.training
     typer.echo(f"wrote {out}: {tokenizer.vocab_size:,} tokens ({training['model_type']}, "
                f"{tokenizer.config.segmentation.value}/{tokenizer.config.word_boundary.value}), "
@@ -96,9 +91,9 @@ def encode(
 
     Example: ernie-tiny segment encode --tokenizer runs/tokenizer --text "酒店很干净"
     """
-    if (text is None) == (file is None):
-        raise _fail(ValueError("give exactly one of --text or --file"))
-    try:
+    with command_errors():
+        if (text is None) == (file is None):
+            raise ValueError("give exactly one of --text or --file")
         tok = _load(tokenizer, wordseg_dict)
         if text is not None:
             enc = tok.encode(text, text_b, max_len=max_len)
@@ -126,8 +121,6 @@ def encode(
                     "line": line_no, "tokens": enc.tokens, "ids": enc.input_ids, "type_ids": enc.token_type_ids,
                     "spans": [[s.text_index, s.start, s.end] for s in enc.spans], "truncated": enc.truncated,
                 }, ensure_ascii=False) + "\n")
-    except (ValueError, OSError) as err:
-        raise _fail(err) from None
 
 
 def _default_data_root() -> Path:
@@ -137,7 +130,7 @@ def _default_data_root() -> Path:
 @segment_app.command()
 def stats(
     tokenizer: TokenizerDir,
-    task: Annotated[str, typer.Option(help="Task name of ernie_tiny.data.tasks (chnsenticorp, lcqmc, reviews, ...).")],
+    task: TaskOpt,
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Folder with <split>.tsv (default: $ERNIE_TINY_DATA/<task folder> or ../shared/data/<task folder>; "
              "none for the embedded reviews).")] = None,
@@ -145,8 +138,8 @@ def stats(
     char_vocab: Annotated[Optional[Path], typer.Option(
         help="ERNIE 1.0 vocab.txt for the char baseline (default: every char + whole Latin word of the texts, "
              "a lower bound of ERNIE's length).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="JSON file to write (default runs/segment-stats/"
-                                                     "<task>-<split>.json).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="JSON file to write (default: stats/<data folder>-<split>.json "
+                                                     "inside the --tokenizer folder).")] = None,
     wordseg_dict: WordsegDict = None,
 ) -> None:
     """Sequence length (mean / p50 / p95) of char vs subword tokens, the reduction, [UNK] share and speed.
@@ -156,8 +149,8 @@ def stats(
     from ernie_tiny.tokenization.subword.stats import measure_lengths
     from ernie_tiny.data.tasks import get_task, load_split
 
-    try:
-        spec = get_task(task)
+    with command_errors():
+        spec = get_task(task.value)
         if data_dir is None and not spec.embedded:
             folder = {"chnsenticorp": "chnsenticorp_htl", "msra-ner": "msra_ner"}.get(spec.name, spec.name)
             data_dir = _default_data_root() / folder
@@ -169,13 +162,13 @@ def stats(
 
             char = CharTokenizer.from_vocab_file(char_vocab)
         result = measure_lengths(tok, [(e.text_a, e.text_b) for e in examples], char)
-        out = out or Path("runs") / "segment-stats" / f"{spec.name}-{split}.json"
+        data_name = data_dir.resolve().name if data_dir is not None else spec.name  # the data, not the task
+        out = out or tokenizer / "stats" / f"{data_name}-{split}.json"
         atomic_write_json(out, {"task": spec.name, "split": split, "data_dir": str(data_dir) if data_dir else None,
                                 "tokenizer": str(tokenizer), **result.to_json()})
-    except (ValueError, OSError) as err:
-        raise _fail(err) from None
 
-    table = Table(title=f"{spec.name} {split}: {result.n_examples:,} examples, {result.n_texts:,} texts")
+    source = str(data_dir) if data_dir is not None else f"embedded {spec.name}"
+    table = Table(title=Text(f"{source} {split}: {result.n_examples:,} examples, {result.n_texts:,} texts"))
     for column in ("", "vocab", "mean", "p50", "p95", "text", "unk %", "texts/s", "tok/s"):
         table.add_column(column, justify="left" if not column else "right")
     for run in (result.char, result.subword):

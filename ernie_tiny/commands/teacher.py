@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
+from ernie_tiny.commands.errors import command_errors
+from ernie_tiny.commands.options import command_group
 from ernie_tiny.convert.detect import count_parameters, detect_format, load_teacher
 
-teacher_app = typer.Typer(help="Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.",
-                          no_args_is_help=True)
+teacher_app = command_group("Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.")
 
 
 @teacher_app.callback()
@@ -32,18 +33,14 @@ def convert(
 
     Example: ernie-tiny teacher convert ERNIE_1.0_max-len-512/ runs/teacher-ernie1
     """
-    if out.exists() and not overwrite:
-        typer.echo(f"error: {out} exists (pass --overwrite to replace it)", err=True)
-        raise typer.Exit(1)
-    try:
+    with command_errors():
+        if out.exists() and not overwrite:
+            raise ValueError(f"{out} exists (pass --overwrite to replace it)")
         source_format = detect_format(src)
         loaded = load_teacher(src)
         save_pretrained(loaded.model, out, tokenizer=loaded.tokenizer, task=loaded.meta.task,
                         labels=loaded.meta.labels, extra={**loaded.meta.extra, "converted_from": str(src)})
         load_pretrained(out)  # read back: the written folder must load with every key and shape checked
-    except (ValueError, OSError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from None
     tokenizer = loaded.tokenizer
     typer.echo(f"read {source_format.value} checkpoint {src}")
     typer.echo(f"  {loaded.config.describe()}, act {loaded.config.hidden_act}, head {loaded.meta.head.value}")

@@ -7,7 +7,9 @@ Two lines from Python::
 
 Each :class:`Prediction` says what the head says: a label with probabilities
 (sentence / pair classification), a relevance score (ranking), per-character tags
-and entities (NER) or the pooled embedding (encoder exports).
+and entities (NER) or the pooled embedding (encoder exports), and whether ``max_len``
+cut the text. An empty (or whitespace-only) text gets no prediction but an ``error``,
+so the i-th prediction always belongs to the i-th input.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Prediction:
     tags: list[str] | None = None  # NER: one BIO tag per character of text_a
     entities: list[dict] | None = None  # NER: {"type", "start", "end", "text"}, end exclusive
     embedding: list[float] | None = None  # encoder exports: the pooled [CLS] vector
+    truncated: bool | None = None  # True when max_len cut tokens off (None: nothing was encoded)
+    error: str | None = None  # why there is no prediction (an empty text)
 
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -56,13 +60,41 @@ def entities_from_tags(text: str, tags: Sequence[str]) -> list[dict]:
     return [{"type": kind, "start": start, "end": end, "text": text[start:end]} for kind, start, end in spans]
 
 
+EMPTY_TEXT = "empty text: nothing to predict"
+
+
+def empty_text_error(text: TextInput) -> str | None:
+    """:data:`EMPTY_TEXT` (naming text_b for a pair) when a text is empty or whitespace only, else None."""
+    text_a, text_b = (text, None) if isinstance(text, str) else text
+    if not text_a.strip():
+        return EMPTY_TEXT
+    if text_b is not None and not text_b.strip():
+        return "empty text_b: nothing to predict"
+    return None
+
+
 def read_text_file(path: str | os.PathLike) -> list[TextInput]:
-    """One example per line; a TAB separates text_a from text_b (pair tasks). Blank lines are skipped."""
+    """Every line of a UTF-8 file, in order (item i is line i + 1, blank lines included).
+
+    A TAB separates text_a from text_b (pair tasks). Raises ``ValueError`` naming
+    ``file:line`` for bytes that are not UTF-8 or more than two fields. Lines end at
+    ``\\n`` only (a ``\\r`` before it is dropped), as ``wc -l`` and editors count them.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    raw_lines = path.read_bytes().split(b"\n")
+    if raw_lines[-1] == b"":
+        raw_lines.pop()  # the newline that ends the last line starts no new one
     examples: list[TextInput] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            line = raw.decode("utf-8").removesuffix("\r")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid UTF-8 (byte {err.start}: {err.reason}); "
+                             f"convert the file to UTF-8 first") from None
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a byte-order mark is no text
         fields = line.split("\t")
         if len(fields) > 2:
             raise ValueError(f"{path}:{number}: expected 1 or 2 TAB-separated fields, got {len(fields)}")
@@ -92,20 +124,30 @@ class Predictor:
         return run_session(self.session, pad_to_arrays(encodings, pad_id=self.tokenizer.pad_id))
 
     def predict(self, texts: Iterable[TextInput], batch_size: int = 32, max_len: int | None = None) -> list[Prediction]:
-        """Predictions in input order; ``texts`` are strings or ``(text_a, text_b)`` pairs."""
+        """One prediction per text, in input order; ``texts`` are strings or ``(text_a, text_b)`` pairs.
+
+        An empty or whitespace-only text is not run: its prediction holds only the text and ``error``.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         max_len = self.config.max_len if max_len is None else max_len
         if max_len > self.config.max_position_embeddings:
             raise ValueError(f"max_len {max_len} exceeds the model's {self.config.max_position_embeddings} positions")
         pairs = [(t, None) if isinstance(t, str) else (t[0], t[1]) for t in texts]
-        predictions: list[Prediction] = []
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            encodings = self.tokenizer.encode_batch(chunk, max_len=max_len)
+        predictions: list[Prediction | None] = [None] * len(pairs)
+        runnable = []
+        for index, pair in enumerate(pairs):
+            error = empty_text_error(pair)
+            if error is None:
+                runnable.append(index)
+            else:
+                predictions[index] = Prediction(text_a=pair[0], text_b=pair[1], error=error)
+        for start in range(0, len(runnable), batch_size):
+            chunk = runnable[start:start + batch_size]
+            encodings = self.tokenizer.encode_batch([pairs[i] for i in chunk], max_len=max_len)
             outputs = self.run(encodings)
-            predictions.extend(self.decode(pair, encoding, outputs, row)
-                               for row, (pair, encoding) in enumerate(zip(chunk, encodings)))
+            for row, (index, encoding) in enumerate(zip(chunk, encodings)):
+                predictions[index] = self.decode(pairs[index], encoding, outputs, row)
         return predictions
 
     def label_names(self, num_outputs: int) -> list[str]:
@@ -116,7 +158,7 @@ class Predictor:
     def decode(self, pair: tuple[str, str | None], encoding: Encoding, outputs: dict[str, np.ndarray],
                row: int) -> Prediction:
         """One example's :class:`Prediction` from row ``row`` of the batch outputs."""
-        prediction = Prediction(text_a=pair[0], text_b=pair[1])
+        prediction = Prediction(text_a=pair[0], text_b=pair[1], truncated=encoding.truncated)
         head = self.config.head
         if head == "sequence_classification":
             probabilities = softmax(outputs["logits"][row])
