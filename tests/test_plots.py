@@ -85,3 +85,10 @@ def test_a_legend_sits_outside_the_curves(tmp_path):
     log = tmp_path / "metrics.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     assert plot_loss_curves(log, tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_term_logged_once_is_still_drawn():
+    figure = loss_curve_figure([{"step": 6, "split": "train", "loss": 0.69}, {"step": 6, "split": "dev",
+                                                                             "accuracy": 0.45}])
+    (line,) = figure.axes[0].get_lines()
+    assert list(line.get_xdata()) == [6] and line.get_marker() not in (None, "None", "")

@@ -81,7 +81,7 @@ def loss_curve_figure(records: list[dict]):
     stage_starts = [b["step"] for a, b in zip(train, train[1:]) if a.get("stage") != b.get("stage")]
     for axes, key in zip(grid, loss_terms):
         steps, values = zip(*series(train, key))
-        axes.plot(steps, values, color="#4f81bd", linewidth=1.2)
+        axes.plot(steps, values, color="#4f81bd", linewidth=1.2, marker="." if len(steps) <= 20 else None)
         if min(values) > 0 and max(values) / min(values) > 100:
             axes.set_yscale("log")
         for step in stage_starts:
