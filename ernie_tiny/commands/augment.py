@@ -42,7 +42,8 @@ def summary_lines(summary: AugmentSummary) -> list[str]:
     timing = f"augmenting {summary.augment_seconds:.1f}s"
     if summary.label_seconds is not None:
         timing += f", teacher labels {summary.label_seconds:.1f}s"
-    return [f"{summary.split}: {summary.originals} examples -> {summary.new} new ({per_example:.2f} per example; {used})",
+    return [f"{summary.split}: {summary.originals} examples -> {summary.new} new "
+            f"({per_example:.2f} per example; {used})",
             f"{timing}; wrote {summary.out}"]
 
 

@@ -70,7 +70,8 @@ def loss_curve_figure(records: list[dict]):
     loss_terms = [k for k in dict.fromkeys(k for r in train for k in r) if k.startswith("loss") and series(train, k)]
     dev_keys = [k for k in dict.fromkeys(k for r in dev for k in r) if k not in ("step", "split") and series(dev, k)]
     scores = [k for k in dev_keys if all(0.0 <= v <= 1.0 for _, v in series(dev, k)) and "loss" not in k]
-    dev_panels = ([("dev metrics", scores)] if scores else []) + [(f"dev {k}", [k]) for k in dev_keys if k not in scores]
+    dev_panels = [("dev metrics", scores)] if scores else []
+    dev_panels += [(f"dev {k}", [k]) for k in dev_keys if k not in scores]  # e.g. a dev loss: its own scale
     panels = len(loss_terms) + len(dev_panels)
     columns = min(3, max(panels, 1))
     rows = -(-max(panels, 1) // columns)
