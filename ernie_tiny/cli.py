@@ -6,6 +6,7 @@
     ernie-tiny augment                         ERNIE Slim / teacher-MLM data augmentation
     ernie-tiny distill / distill-general       char teacher -> subword student
     ernie-tiny export / predict                ONNX Runtime deployment
+    ernie-tiny serve / embed                   HTTP prediction/embedding server, embeddings to .npy
     ernie-tiny bench                           latency / accuracy table at maxlen 128
 """
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 from ernie_tiny.commands.augment import augment
 from ernie_tiny.commands.bench import bench
 from ernie_tiny.commands.distill import distill, distill_general
+from ernie_tiny.commands.embed import embed
 from ernie_tiny.commands.export import export
 from ernie_tiny.commands.finetune import finetune
 from ernie_tiny.commands.options import command_group
 from ernie_tiny.commands.predict import predict
 from ernie_tiny.commands.quickstart import quickstart
 from ernie_tiny.commands.segment import segment_app
+from ernie_tiny.commands.serve import serve
 from ernie_tiny.commands.teacher import teacher_app
 
 app = command_group("Distil a 12-layer char-level ERNIE teacher into the fast 3-layer subword ERNIE-tiny student.")
@@ -32,6 +35,8 @@ app.command("distill")(distill)
 app.command("distill-general")(distill_general)
 app.command("export")(export)
 app.command("predict")(predict)
+app.command("serve")(serve)
+app.command("embed")(embed)
 app.command("bench")(bench)
 
 

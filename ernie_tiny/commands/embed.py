@@ -1,0 +1,55 @@
+"""``ernie-tiny embed``: sentence or token embeddings of a text file into ``.npy``. Imports no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ernie_tiny.commands.errors import command_errors
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt
+from ernie_tiny.deploy.embed import EmbeddingLayer
+from ernie_tiny.devices import resolve_device
+
+
+def embed(
+    model: Annotated[Path, typer.Option("--model", help="Export folder with embedding outputs (an encoder export, "
+                                                        "or `export --with-embeddings`).")],
+    file: Annotated[Path, typer.Option("--file", help="One text per line (TAB: text pair); row i is line i + 1.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <layer>_emb.npy (tokens: top_layer_emb.npy and "
+                                                    "top_layer_lengths.npy).")],
+    layer: Annotated[EmbeddingLayer, typer.Option(help="pooler, cls, mean (of the top layer) or tokens "
+                                                       "(the top layer per token).")] = EmbeddingLayer.pooler,
+    batch_size: Annotated[int, typer.Option(help="Texts per onnxruntime call.")] = 32,
+    max_len: Annotated[Optional[int], typer.Option(help="Truncation in tokens (default: the export's).")] = None,
+    device: DeviceOpt = DEFAULT_DEVICE,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: all cores).")] = None,
+) -> None:
+    """Embed every line of a file with an exported encoder; one row per line, in order.
+
+    Example: ernie-tiny embed --model exported/student-emb --file texts.txt --layer cls --out runs/emb
+    """
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    with command_errors(also=(RuntimeError,)):  # RuntimeError: onnxruntime's load/run failures
+        from ernie_tiny.deploy.embed import check_embedding_outputs, encode_texts, read_lines, write_embeddings
+        from ernie_tiny.deploy.onnx_session import Device
+        from ernie_tiny.deploy.predict import Predictor
+
+        onnx_device = Device(resolve_device(device, runtimes=("onnxruntime",)))  # first: fail before reading input
+        texts = read_lines(file)
+        if not texts:
+            raise ValueError(f"{file}: no lines to embed")
+        predictor = Predictor.load(model, device=onnx_device, threads=threads)
+        check_embedding_outputs(predictor.config, layer)
+        encodings = encode_texts(predictor.tokenizer, predictor.config, texts, max_len=max_len)
+        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("embed", total=len(encodings))
+            files = write_embeddings(predictor.run, encodings, out, layer, batch_size=batch_size,
+                                     progress=lambda done: progress.advance(task, done))
+    shape = " x ".join(map(str, files.shape))
+    lengths = f" and their lengths to {files.lengths}" if files.lengths is not None else ""
+    console.print(f"wrote {files.rows} rows ({layer.value}, {shape}) to {files.vectors}{lengths}", markup=False)
