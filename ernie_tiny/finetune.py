@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,10 +41,10 @@ from ernie_tiny.training.data_order import batch_for_step
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.training.evaluation import SplitEvaluator
 from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_curves
-from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, check_resumable, train
+from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, set_seed
-from ernie_tiny.training.state import plain, read_training_state
+from ernie_tiny.training.state import plain, strict_config
 
 BEST_DIR = "best"
 TOKENIZER_DIR = "tokenizer"
@@ -102,12 +101,8 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "FinetuneConfig":
-        """Strict: unknown keys are refused by name (the dataclass's own check), the optim block too."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown FinetuneConfig fields: {', '.join(unknown)}")
-        return cls(**values)
+        """Strict: unknown keys are refused by name; nested blocks are checked by their own from_dict."""
+        return strict_config(cls, values)
 
 
 @dataclass
@@ -243,12 +238,7 @@ def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console
                         after_step: Callable[[int], None] | None) -> FinetuneResult:
     out_dir = Path(config.out_dir)
     state_path = out_dir / LAST_STATE
-    if not config.resume and not config.overwrite and state_path.exists():
-        raise ValueError(f"{state_path} exists: add --resume to continue that run, --overwrite to start "
-                         "over, or choose a new --out")
-    resume = read_training_state(state_path) if config.resume else None
-    if resume is not None:
-        check_resumable(resume.config, plain(config), RESUMABLE_CHANGES, state_path)
+    resume = open_run(out_dir, config, config.resume, config.overwrite, RESUMABLE_CHANGES)
     Amp.resolve(config.optim.precision, ctx.device)  # refuse an impossible precision before any work
     prepared = prepare(config, console)
     task, tokenizer, optim = prepared.task, prepared.tokenizer, config.optim

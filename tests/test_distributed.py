@@ -31,10 +31,10 @@ from ernie_tiny.training.schedule import OptimConfig
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SENTI = DATA / "chnsenticorp_htl"
 
-LAUNCHER = textwrap.dedent('''
+AUDIT_HOOK = '''
     import json, os, sys
 
-    out_dir = os.path.abspath(sys.argv[1])
+    out_dir = os.path.abspath(sys.argv[1])  # the run's output folder: every write below it is recorded
     writes = []
     WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -54,7 +54,9 @@ LAUNCHER = textwrap.dedent('''
             writes.append([event, os.fsdecode(path)])
 
     sys.addaudithook(record)
+'''
 
+LAUNCHER = textwrap.dedent(AUDIT_HOOK + '''
     import torch
     torch.set_num_threads(1)
     from ernie_tiny.distill.config import DistillConfig
@@ -134,35 +136,18 @@ def test_torchrun_two_cpu_processes_finish_and_only_rank0_writes(tmp_path):
     assert rank1 == []
 
 
-CLI_LAUNCHER = textwrap.dedent('''
-    import os, runpy, sys
+CLI_LAUNCHER = textwrap.dedent(AUDIT_HOOK + '''
+    import runpy
 
-    out_dir, record_dir = os.path.abspath(sys.argv[1]), sys.argv[2]
-    writes = []
-    WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-    def record(event, args):
-        if event == "open":
-            path, mode, flags = args
-            if isinstance(path, int) or path is None:
-                return
-            writing = bool((flags or 0) & WRITE_FLAGS) or any(c in (mode or "") for c in "wax+")
-        elif event in ("os.rename", "os.mkdir"):
-            path, writing = args[1] if event == "os.rename" else args[0], True
-        else:
-            return
-        if writing and os.path.abspath(os.fsdecode(path)).startswith(out_dir):
-            writes.append(os.fsdecode(path))
-
-    sys.addaudithook(record)
+    record_dir = sys.argv[2]
     sys.argv = ["ernie-tiny", *sys.argv[3:]]
     try:
         runpy.run_module("ernie_tiny", run_name="__main__")
     except SystemExit as done:
         if done.code not in (0, None):
             raise
-    with open(os.path.join(record_dir, "writes-rank" + os.environ.get("RANK", "0") + ".txt"), "w") as f:
-        f.write("\\n".join(writes))
+    with open(os.path.join(record_dir, "writes-rank" + os.environ.get("RANK", "0") + ".json"), "w") as f:
+        json.dump(writes, f)
 ''')
 
 
@@ -199,9 +184,9 @@ def test_finetune_under_torchrun_equals_one_process_with_the_same_global_batch(t
 
     metrics = json.loads((two / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and json.loads((one / "metrics.json").read_text())["world_size"] == 1
-    rank0 = (tmp_path / "rec2" / "writes-rank0.txt").read_text().splitlines()
-    rank1 = (tmp_path / "rec2" / "writes-rank1.txt").read_text().splitlines()
-    assert any(p.endswith("last.pt") for p in rank0) and any("best" in p for p in rank0) and rank1 == []
+    rank0 = json.loads((tmp_path / "rec2" / "writes-rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rec2" / "writes-rank1.json").read_text())
+    assert any(p.endswith("last.pt") for _, p in rank0) and any("best" in p for _, p in rank0) and rank1 == []
     weights_two = torch.load(two / "last.pt", weights_only=True)["model"]
     weights_one = torch.load(one / "last.pt", weights_only=True)["model"]
     assert weights_two.keys() == weights_one.keys()

@@ -34,7 +34,7 @@ def test_optim_config_validates():
     assert OptimConfig(warmup_ratio=0.1).warmup_steps(50) == 5
     with pytest.raises(ValueError, match="batch_size 6 is not a multiple of grad_accum 4"):
         OptimConfig(batch_size=6, grad_accum=4)
-    with pytest.raises(ValueError, match="unknown optimisation settings: max_step"):
+    with pytest.raises(ValueError, match="unknown OptimConfig fields: max_step"):
         OptimConfig.from_dict({"lr": 1e-3, "max_step": 5})
     assert OptimConfig.from_dict({"precision": "bf16"}).precision is Precision.bf16
     with pytest.raises(ValueError, match="lr must be positive"):

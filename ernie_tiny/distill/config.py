@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -30,6 +29,7 @@ from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
 from ernie_tiny.data.tasks import TaskKind, get_task
 from ernie_tiny.training.schedule import OptimConfig
+from ernie_tiny.training.state import strict_config
 
 CHAR_TOKENIZER = "char"  # --student-tokenizer char: the student reads the teacher's char tokens (no alignment)
 # Augmentation defaults per task kind (the run's augment_options override them): a ranking copy
@@ -86,15 +86,6 @@ def check_shared_settings(config: "DistillConfig | GeneralDistillConfig") -> Non
     if config.attention_loss is AttentionLossKind.score_mse and config.student_tokenizer != CHAR_TOKENIZER:
         raise ValueError("attention loss score_mse compares raw scores position by position: it needs "
                          "--student-tokenizer char (a shared tokenizer)")
-
-
-def strict_config(cls: type, values: dict):
-    """``cls(**values)``, refusing unknown keys by name (a config read back from a checkpoint or a file)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
-    return cls(**values)
 
 
 @dataclass

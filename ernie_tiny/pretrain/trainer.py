@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 from collections.abc import Callable
@@ -49,10 +48,10 @@ from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.tokenization.load import load_tokenizer
 from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, barrier, run_in_process_group
 from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_curves
-from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, check_resumable, train
+from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, set_seed
-from ernie_tiny.training.state import plain, read_training_state
+from ernie_tiny.training.state import plain, strict_config
 
 BEST_DIR = "best"
 TOKENIZER_DIR = "tokenizer"
@@ -127,11 +126,8 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PretrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown PretrainConfig fields: {', '.join(unknown)}")
-        return cls(**values)
+        """Strict: unknown keys are refused by name; nested blocks are checked by their own from_dict."""
+        return strict_config(cls, values)
 
 
 @dataclass
@@ -238,12 +234,7 @@ def pretrain_in_context(config: PretrainConfig, ctx: DistributedContext, console
                         after_step: Callable[[int], None] | None) -> PretrainResult:
     out_dir = Path(config.out_dir)
     state_path = out_dir / LAST_STATE
-    if not config.resume and not config.overwrite and state_path.exists():
-        raise ValueError(f"{state_path} exists: add --resume to continue that run, --overwrite to start over, or "
-                         "choose a new --out")
-    resume = read_training_state(state_path) if config.resume else None
-    if resume is not None:
-        check_resumable(resume.config, plain(config), RESUMABLE_CHANGES, state_path)
+    resume = open_run(out_dir, config, config.resume, config.overwrite, RESUMABLE_CHANGES)
     amp = Amp.resolve(config.optim.precision, ctx.device)  # refuse an impossible precision before any work
     started = time.perf_counter()
     corpus = read_corpus(config.corpus, config.layout, out_dir / "corpus-cache")

@@ -42,7 +42,7 @@ from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
 from ernie_tiny.training.state import (TrainingDivergedError, TrainingState, apply_training_state, plain,
-                                       save_training_state)
+                                       read_training_state, save_training_state)
 
 LAST_STATE = "last.pt"
 PROGRESS_HZ = 4  # progress bar redraws per second
@@ -284,6 +284,24 @@ def evaluate_and_keep_best(spec: TrainSpec, model: nn.Module, global_step: int, 
         state.best = BestRecord(metric, global_step, dev)
         if run.ctx.is_main and spec.save_best is not None:
             spec.save_best(unwrap(model), global_step, dev)
+
+
+def open_run(out_dir: Path, config: object, resume: bool, overwrite: bool,
+             resumable_changes: frozenset[str]) -> TrainingState | None:
+    """The saved state to resume from, or None for a new run; refuses to overwrite a run by accident.
+
+    Checked before any expensive set-up: a new run in a folder with ``last.pt`` needs
+    ``overwrite``, and a resumed one must have been started with the same settings.
+    """
+    state_path = Path(out_dir) / LAST_STATE
+    if not resume and not overwrite and state_path.exists():
+        raise ValueError(f"{state_path} exists: add --resume to continue that run, --overwrite to start over, "
+                         "or choose a new --out")
+    if not resume:
+        return None
+    saved = read_training_state(state_path)
+    check_resumable(saved.config, plain(config), resumable_changes, state_path)
+    return saved
 
 
 def changed_fields(saved: dict, current: dict, allowed: frozenset[str], prefix: str = "") -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -51,13 +50,11 @@ class OptimConfig:
         return int(self.warmup_ratio * steps)
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "optim") -> "OptimConfig":
+    def from_dict(cls, values: dict) -> "OptimConfig":
         """Strict: an unknown key is an error naming it (a config read back from a checkpoint or a resume)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown optimisation settings: {', '.join(unknown)}")
-        return cls(**values)
+        from ernie_tiny.training.state import strict_config  # state imports torch's save; schedule stays light
+
+        return strict_config(cls, values)
 
 
 def get_lr(step: int, max_steps: int, base_lr: float, warmup_steps: int) -> float:

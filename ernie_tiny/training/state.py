@@ -62,6 +62,15 @@ def plain(value: object) -> object:
     return value
 
 
+def strict_config(cls: type, values: dict):
+    """``cls(**values)``, refusing unknown keys by name (a config read back from a checkpoint or a file)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+    return cls(**values)
+
+
 @dataclass
 class TrainingState:
     step: int  # optimizer steps already taken: training resumes at this 0-based step
