@@ -95,6 +95,7 @@ def minimal_args(argv: tuple[str, ...], tmp: Path) -> list[str]:
         ("predict",): ["--model", str(tmp / "model"), "--text", "好", "--output", str(out / "p.jsonl")],
         ("embed",): ["--model", str(tmp / "model"), "--file", str(tmp / "in.txt"), "--out", str(out)],
         ("serve",): ["--model", str(tmp / "model")],
+        ("pretrain",): ["--preset", "teacher-micro", "--out", str(out)],
     }[argv]
 
 
