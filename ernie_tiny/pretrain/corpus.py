@@ -122,8 +122,8 @@ def _non_whitespace(data: np.ndarray) -> np.ndarray:
     """(n,) bool: False at every byte of a whitespace character."""
     keep = _NOT_ASCII_WHITESPACE[data]
     leads = np.flatnonzero(_WHITESPACE_LEADS[data])
-    padded = np.concatenate([data, np.zeros(2, dtype=np.uint8)]).astype(np.int32)
-    code = padded[leads]
+    padded = np.concatenate([data, np.zeros(2, dtype=np.uint8)])
+    code = padded[leads].astype(np.int32)
     for length in (2, 3):
         code = (code << 8) | padded[leads + length - 1]  # the bytes at leads .. leads + length - 1
         hits = leads[np.isin(code, _WHITESPACE_CODES[length])]
