@@ -1,6 +1,7 @@
 """``ernie-tiny``: the command line. Each command is a thin typer function in ``ernie_tiny.commands``.
 
     ernie-tiny quickstart                      the whole pipeline on the embedded default
+    ernie-tiny pretrain                        ERNIE 1.0 knowledge-masking pretraining of a teacher
     ernie-tiny segment train|encode|stats      jieba + sentencepiece student tokenizer
     ernie-tiny teacher convert|finetune        teacher checkpoints
     ernie-tiny augment                         ERNIE Slim / teacher-MLM data augmentation
@@ -20,6 +21,7 @@ from ernie_tiny.commands.export import export
 from ernie_tiny.commands.finetune import finetune
 from ernie_tiny.commands.options import command_group
 from ernie_tiny.commands.predict import predict
+from ernie_tiny.commands.pretrain import pretrain
 from ernie_tiny.commands.quickstart import quickstart
 from ernie_tiny.commands.segment import segment_app
 from ernie_tiny.commands.serve import serve
@@ -30,6 +32,7 @@ teacher_app.command("finetune")(finetune)
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(segment_app, name="segment")
 app.command("quickstart")(quickstart)
+app.command("pretrain")(pretrain)
 app.command("augment")(augment)
 app.command("distill")(distill)
 app.command("distill-general")(distill_general)

@@ -24,6 +24,8 @@ from ernie_tiny.distill.task import distill as run_distill
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
 from ernie_tiny.devices import resolve_device
+from ernie_tiny.training.precision import Precision
+from ernie_tiny.training.schedule import OptimConfig
 
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
 
@@ -41,6 +43,8 @@ LayerMapOption = Annotated[str, typer.Option("--layer-map", help="Layer map pres
                                                                  "last-only) or a JSON list of matches.")]
 AttentionLoss = Annotated[AttentionLossKind, typer.Option(help="Attention loss across tokenizers.")]
 Lr = Annotated[float, typer.Option(help="Peak learning rate.")]
+GradAccum = Annotated[int, typer.Option(help="Micro-batches per step (each of batch-size / grad-accum examples).")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="auto: bf16 (or fp16 with loss scaling) on CUDA, fp32 on CPU.")]
 
 
 def distill(
@@ -68,6 +72,8 @@ def distill(
     lr: Lr = 5e-4,
     lr_prediction: Annotated[Optional[float], typer.Option(help="Peak lr of the prediction stage (default: --lr).")] = None,
     batch_size: BatchSizeOpt = 32,
+    grad_accum: GradAccum = 1,
+    precision: PrecisionOpt = Precision.auto,
     max_len: MaxLenOpt = 128,
     eval_every: Annotated[int, typer.Option(help="Steps between dev evaluations (prediction stage).")] = 100,
     save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves (default: --eval-every).")] = None,
@@ -95,10 +101,11 @@ def distill(
             stage=stage, student_preset=student_preset.value if student_preset else None,
             student_init=str(student_init) if student_init else None, student_tokenizer=student_tokenizer,
             subword_vocab_size=vocab_size, layer_map=layer_map, loss_weights=weights, attention_loss=attention_loss,
-            steps_intermediate=steps_intermediate, steps_prediction=steps_prediction, lr=lr,
-            lr_prediction=lr_prediction, batch_size=batch_size, max_len=max_len, augment=augment,
-            augment_cache_dir=str(augment_cache_dir) if augment_cache_dir else None, limit=limit, seed=seed,
-            eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every,
+            steps_intermediate=steps_intermediate, steps_prediction=steps_prediction,
+            optim=OptimConfig(lr=lr, batch_size=batch_size, grad_accum=grad_accum, precision=precision, seed=seed,
+                              eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every),
+            lr_prediction=lr_prediction, max_len=max_len, augment=augment,
+            augment_cache_dir=str(augment_cache_dir) if augment_cache_dir else None, limit=limit,
             cache_teacher=not no_teacher_cache, device=device, resume=resume)
         console.print(f"student preset: {config.student_preset or 'default for the device'}; stages "
                       f"{', '.join(s.value for s in config.stage.stages())}")
@@ -121,6 +128,8 @@ def distill_general(
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
     lr: Lr = 5e-4,
     batch_size: BatchSizeOpt = 32,
+    grad_accum: GradAccum = 1,
+    precision: PrecisionOpt = Precision.auto,
     max_len: MaxLenOpt = 128,
     save_every: Annotated[int, typer.Option(help="Steps between last.pt saves.")] = 200,
     log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
@@ -142,8 +151,9 @@ def distill_general(
             teacher=str(teacher), out_dir=str(out), corpus=str(corpus) if corpus else None, max_texts=max_texts,
             student_preset=student_preset.value if student_preset else None,
             student_init=str(student_init) if student_init else None, student_tokenizer=student_tokenizer,
-            subword_vocab_size=vocab_size, layer_map=layer_map, attention_loss=attention_loss, steps=steps, lr=lr,
-            batch_size=batch_size, max_len=max_len, save_every=save_every, log_every=log_every, seed=seed,
-            device=device, resume=resume)
+            subword_vocab_size=vocab_size, layer_map=layer_map, attention_loss=attention_loss, steps=steps,
+            optim=OptimConfig(lr=lr, batch_size=batch_size, grad_accum=grad_accum, precision=precision, seed=seed,
+                              save_every=save_every, log_every=log_every),
+            max_len=max_len, device=device, resume=resume)
         run_general(config, console)
 

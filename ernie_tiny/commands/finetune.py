@@ -16,6 +16,7 @@ from ernie_tiny.model import PRESETS
 from ernie_tiny.data.tasks import TASKS
 from ernie_tiny.devices import resolve_device
 from ernie_tiny.finetune import FinetuneConfig, default_lr, finetune as run_finetune
+from ernie_tiny.training.precision import Precision
 from ernie_tiny.training.schedule import OptimConfig
 
 TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
@@ -39,6 +40,10 @@ def finetune(
     log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
     warmup_ratio: Annotated[float, typer.Option(help="Fraction of steps warming up.")] = 0.1,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step (each of batch-size / grad-accum "
+                                                 "examples): same result, less memory.")] = 1,
+    precision: Annotated[Precision, typer.Option(help="auto: bf16 (or fp16 with loss scaling) on CUDA, fp32 on "
+                                                      "CPU; bf16 also runs on CPU.")] = Precision.auto,
     seed: Annotated[int, typer.Option(help="Seed of init, data order and dropout.")] = 42,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over although --out holds a run.")] = False,
@@ -60,11 +65,12 @@ def finetune(
     with training_command_errors(out):
         device = resolve_device(device)  # before anything is written: a missing GPU leaves no --out behind
         optim = OptimConfig(lr=lr if lr is not None else default_lr(init is not None), weight_decay=weight_decay,
-                            warmup_ratio=warmup_ratio, max_steps=max_steps, batch_size=batch_size, seed=seed,
+                            warmup_ratio=warmup_ratio, batch_size=batch_size, grad_accum=grad_accum,
+                            precision=precision, seed=seed,
                             eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every)
         config = FinetuneConfig(task=task.value, out_dir=str(out), preset=preset.value if preset else None,
                                 init=str(init) if init else None, data_dir=str(data_dir) if data_dir else None,
-                                max_len=max_len, vocab_from_train=vocab_from_train, device=device, resume=resume,
+                                max_len=max_len, max_steps=max_steps, vocab_from_train=vocab_from_train, device=device, resume=resume,
                                 overwrite=overwrite, limit=limit,
                                 optim=optim)
         run_finetune(config, console)
