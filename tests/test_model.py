@@ -45,7 +45,7 @@ def test_config_validation_and_round_trip():
     config = ErnieConfig.from_preset("teacher-micro", vocab_size=321)
     assert ErnieConfig.from_dict(config.to_dict()) == config
     assert "teacher-micro" in config.describe()
-    with pytest.raises(ValueError, match="unknown ErnieConfig fields: bogus"):
+    with pytest.raises(ValueError, match="model.bogus: unknown key"):
         ErnieConfig.from_dict({**config.to_dict(), "bogus": 1})
 
 

@@ -177,16 +177,3 @@ def test_config_validation_and_round_trip():
         PretrainDataConfig(pair_share=1.5)
     with pytest.raises(ValueError, match="unknown PretrainDataConfig fields: steps"):
         PretrainDataConfig.from_dict({"steps": 3})
-
-
-@pytest.mark.parametrize("workers", [0, 1])
-def test_prefetched_steps_equal_the_direct_ones_in_any_order(tokenizer, workers):
-    from ernie_tiny.pretrain.prefetch import StepPrefetcher
-
-    config = PretrainDataConfig(max_len=24, batch_size=2, seed=4, masking=MaskingConfig(basic=1, phrase=0, entity=0))
-    data = PretrainingData(numbered_corpus(8, 4), tokenizer, config)
-    with StepPrefetcher(data, rank=1, world_size=2, workers=workers, ahead=2) as items_for_step:
-        for step in [0, 1, 2, 5, 6, 3]:  # a jump ahead (resume) and one back
-            assert items_for_step(step) == data.examples_for_step(step, 1, 2)
-    with pytest.raises(ValueError, match="ahead"):
-        StepPrefetcher(data, ahead=0)

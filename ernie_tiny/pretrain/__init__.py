@@ -5,7 +5,8 @@
     masking.py            knowledge units (basic / phrase / entity) and the 15% whole-unit masking
     sentence_distance.py  ERNIE 2.0's 3-way sentence pairs (adjacent / same document / other document)
     batches.py            masked examples of step s on rank r (a pure function of seed, step, rank) and collate
-    prefetch.py           the next steps' examples built ahead in worker processes (jieba is the slow part)
+    trainer.py            PretrainConfig and pretrain(): the corpus, tokenizer and model on the one training loop
+                          (its data workers build the next steps' examples while one trains: jieba is slow)
     losses.py             masked-LM and sentence-distance cross-entropy, formulas in the docstrings
 
 The model head is :class:`ernie_tiny.model.ErnieForPretraining`. Nothing is imported here, so that
