@@ -56,7 +56,7 @@ def row_config(row: str, args: argparse.Namespace) -> dict:
                 steps_intermediate=args.steps_intermediate, steps_prediction=args.steps_prediction,
                 optim={"lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "eval_every": args.eval_every,
                        "save_every": args.eval_every},
-                max_len=args.max_len, augment=args.augment, limit=args.limit, device="cpu",
+                max_len=args.max_len, augment=args.augment, limit=args.limit, eval_limit=args.eval_limit, device="cpu",
                 augment_cache_dir=str(Path(args.out) / "pos-cache"),
                 loss_weights={"temperature": args.temperature, "hard": args.hard_weight,
                               **dict.fromkeys(("embedding", "hidden", "attention"), args.feature_weight)})
@@ -162,7 +162,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N training rows")
+    parser.add_argument("--eval-limit", type=int, default=None, help="score only the first N dev/test rows")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--jobs", type=int, default=2, help="rows run at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row")

@@ -31,7 +31,8 @@ from torch import nn
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretrained
 from ernie_tiny.convert.detect import load_teacher
 from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import EncodedSplit, Example, TaskSpec, encode_examples, get_task, load_splits
+from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskSpec, data_name, encode_examples, get_task,
+                                   load_splits)
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json
 from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
 from ernie_tiny.tokenization.char import CharTokenizer
@@ -75,7 +76,8 @@ class FinetuneConfig:
     vocab_min_freq: int = 1  # chars seen fewer times in train become [UNK]
     device: str | None = None  # None: cuda when available, else cpu (under torchrun: one GPU per process)
     eval_batch_size: int = 64
-    limit: int | None = None  # use only the first N examples of each split (quick runs, smoke tests)
+    limit: int | None = None  # train on the first N training examples only (dev and test stay whole)
+    eval_limit: int | None = None  # score only the first N dev / test examples (quick runs, smoke tests)
     resume: bool = False  # continue from out_dir/last.pt
     overwrite: bool = False  # start over even though out_dir holds an earlier run's last.pt
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -96,8 +98,9 @@ class FinetuneConfig:
             raise ValueError(f"max_len must be >= 8, got {self.max_len}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.vocab_min_freq < 1 or self.eval_batch_size < 1 or (self.limit is not None and self.limit < 1):
-            raise ValueError("vocab_min_freq, eval_batch_size and limit must be >= 1")
+        if self.vocab_min_freq < 1 or self.eval_batch_size < 1 or any(
+                limit is not None and limit < 1 for limit in (self.limit, self.eval_limit)):
+            raise ValueError("vocab_min_freq, eval_batch_size, limit and eval_limit must be >= 1")
 
     @classmethod
     def from_dict(cls, values: dict) -> "FinetuneConfig":
@@ -182,7 +185,7 @@ def build_teacher(config: FinetuneConfig, task: TaskSpec, train: list[Example],
                                                pad_token_id=tokenizer.pad_id)
         set_seed(seed)
         model = build_model(model_config, task.head, task.num_labels)
-        source = f"{model_config.describe()}, random init, char vocab from {task.name} train"
+        source = f"{model_config.describe()}, random init, char vocab from {data_name(task, config.data_dir)} train"
     else:
         loaded = load_teacher(config.init)  # ours, Hugging Face or Paddle layout
         model, head_note = with_task_head(loaded, task, seed)
@@ -196,7 +199,7 @@ def build_teacher(config: FinetuneConfig, task: TaskSpec, train: list[Example],
                                                               do_lower_case=lower)
             model = with_new_vocab(model, loaded.tokenizer, tokenizer, seed)
             kept = len(shared_tokens(loaded.tokenizer, tokenizer))
-            source += (f", char vocab rebuilt from {task.name} train: {kept} of {tokenizer.vocab_size} embedding "
+            source += (f", char vocab rebuilt from {data_name(task, config.data_dir)} train: {kept} of {tokenizer.vocab_size} embedding "
                        f"rows kept from the checkpoint, {tokenizer.vocab_size - kept} new"
                        + ("" if loaded.tokenizer is not None else " (the checkpoint has no vocab.txt to match)"))
         else:
@@ -210,14 +213,14 @@ def build_teacher(config: FinetuneConfig, task: TaskSpec, train: list[Example],
 def prepare(config: FinetuneConfig, console: Console) -> Prepared:
     """Read the task's splits, build the teacher and its tokenizer, encode every split."""
     task = get_task(config.task)
-    examples = load_splits(task, config.data_dir, config.limit)  # test is optional
+    examples = load_splits(task, config.data_dir, config.limit, config.eval_limit)  # test is optional
     resumed_tokenizer_dir = Path(config.out_dir) / TOKENIZER_DIR
     tokenizer = load_tokenizer(resumed_tokenizer_dir) if config.resume and resumed_tokenizer_dir.is_dir() else None
     model, tokenizer, source = build_teacher(config, task, examples["train"], tokenizer)
     encoded = {split: encode_examples(rows, tokenizer, config.max_len) for split, rows in examples.items()}
     console.print(f"teacher: {source}")
-    console.print("examples: " + ", ".join(f"{s} {len(rows)} ({encoded[s].truncated} truncated to {config.max_len} "
-                                            f"tokens)" for s, rows in examples.items()))
+    console.print(f"examples of {data_name(task, config.data_dir)}: " + ", ".join(
+        f"{s} {len(rows)} ({encoded[s].truncated} truncated to {config.max_len} tokens)" for s, rows in examples.items()))
     return Prepared(task, examples, encoded, model, tokenizer, source)
 
 

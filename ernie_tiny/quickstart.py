@@ -86,7 +86,7 @@ def plan_steps(config: QuickstartConfig) -> list[Step]:
     out = Path(config.out_dir)
     tokenizer, teacher, student = out / "tokenizer", out / "teacher", out / "student"
     onnx, bench = out / "onnx", out / "bench"
-    limit = ["--limit", str(s.limit)] if s.limit else []
+    limit = ["--limit", str(s.limit), "--eval-limit", str(s.limit)] if s.limit else []
     seed = ["--seed", str(config.seed)]
     return [
         Step("tokenizer", ["segment", "train", "--vocab-size", str(s.vocab_size), "--out", str(tokenizer)]

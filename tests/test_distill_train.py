@@ -52,7 +52,7 @@ def teacher_dir(tmp_path_factory) -> Path:
     """A teacher-micro fine-tuned for a few steps on the first ChnSentiCorp rows."""
     out = tmp_path_factory.mktemp("teacher")
     config = FinetuneConfig(task="chnsenticorp", out_dir=str(out), preset="teacher-micro", data_dir=str(SENTI),
-                            max_len=40, limit=64, max_steps=6, optim=OptimConfig(lr=1e-3, batch_size=16, eval_every=6,
+                            max_len=40, limit=64, eval_limit=64, max_steps=6, optim=OptimConfig(lr=1e-3, batch_size=16, eval_every=6,
                                                                                 save_every=6, seed=3))
     finetune(config, quiet())
     return out / "best"
@@ -75,7 +75,8 @@ def micro_config(teacher_dir: Path, tokenizer_dir: Path | str, out_dir: Path, **
     optim.update({k: v for k, v in overrides.items() if k in OPTIM_FIELDS})
     values = dict(teacher=str(teacher_dir), task="chnsenticorp", data_dir=str(SENTI), out_dir=str(out_dir),
                   student_preset="student-micro", student_tokenizer=str(tokenizer_dir), stage=Stage.both,
-                  steps_intermediate=4, steps_prediction=4, max_len=40, limit=24, optim=OptimConfig(**optim))
+                  steps_intermediate=4, steps_prediction=4, max_len=40, limit=24, eval_limit=24,
+                  optim=OptimConfig(**optim))
     return DistillConfig(**{**values, **{k: v for k, v in overrides.items() if k not in OPTIM_FIELDS}})
 
 
@@ -283,6 +284,9 @@ def test_teacher_cache_is_off_when_nothing_would_read_it():
     assert cache_for(Stage.both, 1) is not None and not cache_for(Stage.both, 1).keep_features
     assert cache_for(Stage.prediction, 1) is not None
     assert cache_for(Stage.joint, 0).keep_features
+    labels_only = DistillConfig(teacher="t", task="reviews", out_dir="o", stage=Stage.prediction,
+                                loss_weights=DistillLossWeights(soft=0.0, hard=1.0))
+    assert teacher_cache(labels_only, teacher, layer_map, []) is None  # it would never be read
 
 
 def test_config_validation_names_the_problem(teacher_dir, tokenizer_dir, tmp_path):

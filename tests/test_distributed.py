@@ -111,7 +111,7 @@ def test_bad_environment_and_device_are_clear_errors(monkeypatch):
 def test_torchrun_two_cpu_processes_finish_and_only_rank0_writes(tmp_path):
     teacher = tmp_path / "teacher"
     finetune(FinetuneConfig(task="chnsenticorp", out_dir=str(teacher), preset="teacher-micro", data_dir=str(SENTI),
-                            max_len=40, limit=48, max_steps=4, optim=OptimConfig(lr=1e-3, batch_size=16, eval_every=4,
+                            max_len=40, limit=48, eval_limit=48, max_steps=4, optim=OptimConfig(lr=1e-3, batch_size=16, eval_every=4,
                                                                                 save_every=4, seed=5)),
              Console(file=io.StringIO()))
     tokenizer = tmp_path / "tokenizer"
@@ -168,7 +168,7 @@ def test_finetune_under_torchrun_equals_one_process_with_the_same_global_batch(t
     launcher = tmp_path / "launch.py"
     launcher.write_text(CLI_LAUNCHER, encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ["teacher", "finetune", "--init", str(tmp_path / "init"), "--task", "reviews", "--limit", "48",
+    common = ["teacher", "finetune", "--init", str(tmp_path / "init"), "--task", "reviews", "--limit", "48", "--eval-limit", "48",
               "--max-steps", "4", "--eval-every", "2", "--lr", "1e-3", "--max-len", "32", "--device", "cpu"]
     two, one = tmp_path / "two", tmp_path / "one"
     (tmp_path / "rec2").mkdir()

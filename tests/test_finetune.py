@@ -39,7 +39,8 @@ def quiet() -> Console:
 
 def micro_config(out_dir: Path, **overrides) -> FinetuneConfig:
     optim = OptimConfig(lr=1e-3, batch_size=8, eval_every=4, save_every=3, log_every=2, seed=7)
-    values = dict(task="reviews", out_dir=str(out_dir), preset="teacher-micro", max_len=32, limit=40, max_steps=8,
+    values = dict(task="reviews", out_dir=str(out_dir), preset="teacher-micro", max_len=32, limit=40, eval_limit=40,
+                  max_steps=8,
                   optim=optim)
     return FinetuneConfig(**{**values, **overrides})
 
@@ -68,6 +69,9 @@ def test_cli_micro_finetune_on_real_chnsenticorp_rows(tmp_path):
     assert result.exit_code == 0, result.output
     assert "teacher: preset teacher-micro: 12 layers, hidden 48" in result.output
     assert "truncated to 48 tokens" in result.output
+    unwrapped = "".join(result.output.split())  # rich wraps long lines (and long paths) at 80 columns
+    assert f"charvocabfrom{data_dir}train" in unwrapped  # the data folder, not the --task name
+    assert f"examplesof{data_dir}:train32" in unwrapped
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["preset"] == "teacher-micro" and metrics["steps"] == 6 and metrics["best_step"] in (3, 6)
     assert metrics["examples"] == {"train": 32, "dev": 32, "test": 32}

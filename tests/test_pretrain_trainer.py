@@ -65,7 +65,7 @@ def test_cli_pretrains_and_the_checkpoint_fine_tunes(tmp_path, corpus):
     assert best.meta.extra["pretrain_config"]["masking"]["mask_rate"] == 0.15  # the unit mix is in the checkpoint
 
     teacher = finetune(FinetuneConfig(task="reviews", out_dir=str(tmp_path / "teacher"), init=str(out / "best"),
-                                      max_len=32, limit=24, max_steps=2,
+                                      max_len=32, limit=24, eval_limit=24, max_steps=2,
                                       optim=OptimConfig(lr=1e-3, batch_size=8, eval_every=2)), quiet())
     assert "masked_lm [] replaced by sequence_classification" in teacher.source
     fine_tuned = load_pretrained(teacher.best_dir).model.ernie.embeddings.word_embeddings.weight

@@ -224,3 +224,15 @@ def test_collate_pads_each_batch_to_its_own_longest():
     batch = collate(task, encoded.items, tokenizer.pad_id)
     assert batch.input_ids.shape == (2, 5) and batch.group_ids is None
     assert torch.equal(batch.labels, torch.tensor([1, 0]))
+
+
+def test_limits_cut_train_and_evaluation_separately():
+    from ernie_tiny.data.tasks import data_name, load_splits
+
+    whole = load_splits("reviews", None)
+    train_only = load_splits("reviews", None, train_limit=10)
+    assert len(train_only["train"]) == 10
+    assert len(train_only["dev"]) == len(whole["dev"]) and len(train_only["test"]) == len(whole["test"])
+    both = load_splits("reviews", None, train_limit=10, eval_limit=5)
+    assert [len(both[s]) for s in ("train", "dev", "test")] == [10, 5, 5]
+    assert data_name("lcqmc", "data/bank") == "data/bank" and data_name("reviews", None) == "embedded reviews"

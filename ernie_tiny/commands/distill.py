@@ -78,7 +78,9 @@ def distill(
     eval_every: Annotated[int, typer.Option(help="Steps between dev evaluations (prediction stage).")] = 100,
     save_every: Annotated[Optional[int], typer.Option(help="Steps between last.pt saves (default: --eval-every).")] = None,
     log_every: Annotated[int, typer.Option(help="Steps between metrics.jsonl lines.")] = 10,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Distil on the first N training examples (dev and test stay "
+                                                      "whole).")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Score only the first N dev and test examples.")] = None,
     no_teacher_cache: Annotated[bool, typer.Option("--no-teacher-cache", help="Run the teacher on every batch.")] = False,
     seed: SeedOpt = 42,
     resume: ResumeOpt = False,
@@ -105,7 +107,7 @@ def distill(
             optim=OptimConfig(lr=lr, batch_size=batch_size, grad_accum=grad_accum, precision=precision, seed=seed,
                               eval_every=eval_every, save_every=save_every or eval_every, log_every=log_every),
             lr_prediction=lr_prediction, max_len=max_len, augment=augment,
-            augment_cache_dir=str(augment_cache_dir) if augment_cache_dir else None, limit=limit,
+            augment_cache_dir=str(augment_cache_dir) if augment_cache_dir else None, limit=limit, eval_limit=eval_limit,
             cache_teacher=not no_teacher_cache, device=device, resume=resume)
         console.print(f"student preset: {config.student_preset or 'default for the device'}; stages "
                       f"{', '.join(s.value for s in config.stage.stages())}")

@@ -49,7 +49,9 @@ def finetune(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over although --out holds a run.")] = False,
     vocab_from_train: Annotated[bool, typer.Option("--vocab-from-train", help="With --init: rebuild the char "
                                                    "vocab from the train texts (known rows kept).")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N examples of each split.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Train on the first N training examples (dev and test stay "
+                                                      "whole).")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Score only the first N dev and test examples.")] = None,
     device: DeviceOpt = DEFAULT_DEVICE,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's; 1 is faster "
                                                        "on a busy machine).")] = None,
@@ -71,7 +73,7 @@ def finetune(
         config = FinetuneConfig(task=task.value, out_dir=str(out), preset=preset.value if preset else None,
                                 init=str(init) if init else None, data_dir=str(data_dir) if data_dir else None,
                                 max_len=max_len, max_steps=max_steps, vocab_from_train=vocab_from_train, device=device, resume=resume,
-                                overwrite=overwrite, limit=limit,
+                                overwrite=overwrite, limit=limit, eval_limit=eval_limit,
                                 optim=optim)
         run_finetune(config, console)
 

@@ -239,11 +239,21 @@ def load_split(task: TaskSpec | str, data_dir: str | os.PathLike | None, split: 
     return read_task_file(task, Path(data_dir) / f"{split}.tsv")
 
 
-def load_splits(task: TaskSpec | str, data_dir: str | os.PathLike | None, limit: int | None = None
-                ) -> dict[str, list[Example]]:
-    """``train``, ``dev`` and, when ``test.tsv`` exists (always for embedded data), ``test``: first ``limit`` rows."""
+def load_splits(task: TaskSpec | str, data_dir: str | os.PathLike | None, train_limit: int | None = None,
+                eval_limit: int | None = None) -> dict[str, list[Example]]:
+    """``train``, ``dev`` and, when ``test.tsv`` exists (always for embedded data), ``test``.
+
+    ``train_limit`` keeps the first rows of train only (a smaller training set is scored on
+    the whole dev and test); ``eval_limit`` cuts dev and test, for quick runs.
+    """
     has_test = data_dir is None or (Path(data_dir) / "test.tsv").is_file()
-    return {split: load_split(task, data_dir, split)[:limit] for split in SPLITS if split != "test" or has_test}
+    return {split: load_split(task, data_dir, split)[:train_limit if split == "train" else eval_limit]
+            for split in SPLITS if split != "test" or has_test}
+
+
+def data_name(task: TaskSpec | str, data_dir: str | os.PathLike | None) -> str:
+    """What the examples were read from, for messages: the data folder, or the embedded task's name."""
+    return str(data_dir) if data_dir is not None else f"embedded {get_task(task).name}"
 
 
 # ---- the embedded reviews task ------------------------------------------------------------------

@@ -116,7 +116,8 @@ class DistillConfig:
     augment: int = 0  # N augmented copies per training example (0: none), labelled by the teacher
     augment_options: dict = field(default_factory=dict)  # more AugmentConfig fields, e.g. {"p_ngram": 0.1}
     augment_cache_dir: str | None = None  # keep jieba POS tags of the texts here (re-runs skip tagging)
-    limit: int | None = None  # use only the first N examples of each split (quick runs, tests)
+    limit: int | None = None  # distil on the first N training examples only (dev and test stay whole)
+    eval_limit: int | None = None  # score only the first N dev / test examples (quick runs, tests)
     cache_teacher: bool = True  # keep teacher outputs across epochs when augmentation is off
     teacher_cache_mb: int = 512  # hidden states/attention are cached only when they fit in this
     device: str | None = None  # None: cuda when available, else cpu
@@ -136,7 +137,7 @@ class DistillConfig:
             # ERNIE-tiny keeps single-char input for NER "to align with the labels": one tag per token
             self.student_tokenizer = CHAR_TOKENIZER
         check_preset(self.student_preset)
-        check_positive(self, ("subword_vocab_size", "eval_batch_size", "limit", "teacher_cache_mb"))
+        check_positive(self, ("subword_vocab_size", "eval_batch_size", "limit", "eval_limit", "teacher_cache_mb"))
         check_positive(self, ("steps_intermediate", "steps_prediction", "augment"), minimum=0)
         check_shared_settings(self)
         if Stage.intermediate in self.stage.stages() and self.steps_intermediate < 1:

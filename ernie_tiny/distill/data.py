@@ -336,6 +336,8 @@ def teacher_cache(config: DistillConfig, teacher: ErnieConfig, layer_map: LayerM
                   items: list[DistillItem]) -> TeacherCache | None:
     if not config.cache_teacher:
         return None
+    if config.loss_weights.soft == 0 and not any(stage.matches_features for stage in config.stage.stages()):
+        return None  # labels only: the loop never asks the teacher for anything
     hidden, attention = mapped_layers(layer_map)
     size = feature_cache_bytes([len(i.teacher) for i in items], teacher.hidden_size, teacher.num_heads,
                                len(hidden), len(attention))

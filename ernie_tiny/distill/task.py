@@ -33,7 +33,7 @@ from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
 from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Session, StagePlan, run_stages
 from ernie_tiny.io_utils import atomic_write_json
-from ernie_tiny.data.tasks import TaskKind, TaskSpec, get_task, load_splits
+from ernie_tiny.data.tasks import TaskKind, TaskSpec, data_name, get_task, load_splits
 from ernie_tiny.training.logging import format_losses, plot_loss_curves
 from ernie_tiny.training.evaluation import SplitEvaluator
 from ernie_tiny.training.state import plain
@@ -81,7 +81,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
     out_dir = Path(config.out_dir)
     refuse_finished_run(out_dir, config.resume)
     teacher = teacher_for_task(config.teacher, task, ctx.device)
-    examples = load_splits(task, config.data_dir, config.limit)
+    examples = load_splits(task, config.data_dir, config.limit, config.eval_limit)
     setup = setup_student(config, teacher, task.head, task.num_labels, list(task.labels), ctx, console)
     student_tok, student_config, layer_map = setup.tokenizer, setup.student_config, setup.layer_map
     if task.kind is TaskKind.ner and student_tok.tokenizer.kind != "char":
@@ -94,7 +94,8 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
     presets = {"teacher": teacher.config.preset, "student": student_config.preset}
     console.print(f"teacher: {teacher.config.describe()} ({config.teacher})")
     console.print(f"student: {setup.note}; tokenizer: {student_tok.source}")
-    console.print(f"examples: train {len(examples['train'])} + {augmented} augmented, "
+    console.print(f"examples of {data_name(task, config.data_dir)}: train {len(examples['train'])} + {augmented} "
+                  "augmented, "
                   + ", ".join(f"{s} {len(examples[s])}" for s in examples if s != "train")
                   + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
                   + ("off" if cache is None else "logits + features" if cache.keep_features else "logits")
