@@ -71,6 +71,15 @@ def test_cli_pretrains_and_the_checkpoint_fine_tunes(tmp_path, corpus):
     fine_tuned = load_pretrained(teacher.best_dir).model.ernie.embeddings.word_embeddings.weight
     assert fine_tuned.shape == best.model.ernie.embeddings.word_embeddings.weight.shape
 
+    # Baidu's recipe: the pretrained teacher -> general distillation -> a student to start task distillation from
+    general = CliRunner().invoke(app, ["distill-general", "--teacher", str(out / "best"), "--corpus", str(corpus),
+                                       "--student-preset", "student-micro", "--student-tokenizer", "char",
+                                       "--steps", "2", "--batch-size", "8", "--max-len", "48", "--device", "cpu",
+                                       "--out", str(tmp_path / "general")])
+    assert general.exit_code == 0, general.output
+    student = load_pretrained(tmp_path / "general" / "student")
+    assert student.meta.head is HeadKind.encoder and student.config.num_layers == 3
+
 
 def test_resume_after_a_crash_gives_the_same_weights(tmp_path, corpus):
     straight = pretrain(micro_config(tmp_path / "a", corpus), quiet())
