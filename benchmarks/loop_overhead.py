@@ -45,7 +45,7 @@ from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.training.data_order import batch_for_step
 from ernie_tiny.training.distributed import DistributedContext
 from ernie_tiny.training.logging import MetricsLog
-from ernie_tiny.training.loop import RunContext, TrainSpec, train
+from ernie_tiny.training.loop import RunContext, StepLoss, TrainSpec, train
 from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
 
 STAGE = Stage.joint
@@ -115,6 +115,43 @@ def our_loop(objective: DistillObjective, steps: list, optim: OptimConfig, out_d
     return ends
 
 
+def fixed_cost_us(steps: int, repeats: int, out_dir: Path) -> tuple[float, float]:
+    """Microseconds per step that each loop adds around a near-free step (a 4 -> 1 linear model).
+
+    With the model's own cost near zero, what is left is the loop's bookkeeping: the
+    absolute number to set against a real step's time, far less sensitive to machine load
+    than a ratio of two long runs.
+    """
+    inputs, targets = torch.randn(8, 4), torch.randn(8)
+    optim = OptimConfig(lr=1e-3, batch_size=8, log_every=10, save_every=10 ** 9, eval_every=10 ** 9)
+    spec_loss = lambda model, batch: StepLoss(((model(batch[0]).squeeze(-1) - batch[1]) ** 2).mean(), {})  # noqa: E731
+    bare_runs, our_runs = [], []
+    for repeat in range(repeats):
+        model = torch.nn.Linear(4, 1)
+        optimizer = build_optimizer(model, optim.lr, optim.weight_decay)
+        start = time.perf_counter()
+        for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = get_lr(step, steps, optim.lr, 0)
+            loss = spec_loss(model, (inputs, targets))
+            optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            optimizer.step()
+        bare_runs.append((time.perf_counter() - start) / steps)
+        model = torch.nn.Linear(4, 1)
+        spec = TrainSpec(name="tiny", model=model, steps=steps, items_for_step=lambda step: [0],
+                         collate=lambda rows: (inputs, targets), loss_fn=spec_loss)
+        ctx = DistributedContext(0, 1, 0, torch.device("cpu"))
+        run_dir = out_dir / f"tiny-{repeat}"
+        run = RunContext(ctx, run_dir, {}, Console(file=io.StringIO(), force_terminal=True, width=120),
+                         MetricsLog(run_dir))
+        start = time.perf_counter()
+        train(spec, optim, run)
+        our_runs.append((time.perf_counter() - start) / steps)
+    return 1e6 * statistics.median(bare_runs), 1e6 * statistics.median(our_runs)
+
+
 def timed(ends: list[float], warmup: int) -> float:
     """Seconds from the end of step ``warmup`` to the end of the second-last step."""
     return ends[-2] - ends[warmup - 1]
@@ -131,6 +168,7 @@ def main() -> None:
     parser.add_argument("--teacher-preset", default="teacher-micro")
     parser.add_argument("--student-preset", default="student-micro")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tiny-steps", type=int, default=2000, help="steps of the near-free model")
     parser.add_argument("--out", type=Path, default=Path("runs/loop-overhead"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -151,6 +189,7 @@ def main() -> None:
             pairs.append(seconds)
             print(f"repeat {repeat + 1}/{args.repeats}: bare {seconds['bare']:.3f}s, ours {seconds['ours']:.3f}s, "
                   f"overhead {100 * (seconds['ours'] / seconds['bare'] - 1):+.2f}%", flush=True)
+        tiny_bare_us, tiny_ours_us = fixed_cost_us(args.tiny_steps, args.repeats, Path(tmp))
     worst = max((final["bare"][k] - final["ours"][k]).abs().max().item() for k in final["bare"])
     timed_steps = args.steps - 1 - args.warmup
     overheads = [100 * (p["ours"] / p["bare"] - 1) for p in pairs]
@@ -161,6 +200,9 @@ def main() -> None:
         "ours_ms_per_step_median": round(1000 * statistics.median(p["ours"] for p in pairs) / timed_steps, 2),
         "bare_examples_per_s_median": round(args.batch_size * timed_steps / statistics.median(p["bare"] for p in pairs), 1),
         "ours_examples_per_s_median": round(args.batch_size * timed_steps / statistics.median(p["ours"] for p in pairs), 1),
+        "tiny_model_us_per_step": {"bare": round(tiny_bare_us, 1), "ours": round(tiny_ours_us, 1)},
+        "fixed_overhead_pct_of_bare_step": round(100 * (tiny_ours_us - tiny_bare_us)
+                                                 / (1e6 * statistics.median(p["bare"] for p in pairs) / timed_steps), 3),
         "max_weight_difference": worst, "timed_steps": timed_steps, "threads": args.threads,
         "load_average": [round(v, 2) for v in os.getloadavg()], "settings": {k: str(v) for k, v in vars(args).items()},
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -174,7 +216,10 @@ def main() -> None:
              f"{result['ours_examples_per_s_median']} |\n\n"
              f"Overhead, median of {args.repeats} paired runs: **{result['overhead_pct_median']:+.2f}%** "
              f"(per pair: {', '.join(f'{o:+.1f}%' for o in overheads)}); final weights equal to "
-             f"{worst:.1e}; load average {result['load_average']}.\n")
+             f"{worst:.1e}; load average {result['load_average']}.\n\n"
+             f"Fixed cost per step around a near-free model (4 -> 1 linear, median of {args.repeats}): bare "
+             f"{tiny_bare_us:.0f} us, ours {tiny_ours_us:.0f} us: the loop adds {tiny_ours_us - tiny_bare_us:.0f} us "
+             f"per step, **{result['fixed_overhead_pct_of_bare_step']:.2f}%** of the micro student's bare step.\n")
     atomic_write_text(args.out / "loop_overhead.md", table)
     print(table)
     if not math.isfinite(worst) or worst > 1e-6:
