@@ -195,3 +195,27 @@ def test_finetune_under_torchrun_equals_one_process_with_the_same_global_batch(t
     init = load_pretrained(tmp_path / "init").model.state_dict()
     moved = max((weights_one[k] - init[k]).abs().max().item() for k in init)
     assert moved > 100 * worst  # the runs trained: equal weights are not just the init twice
+
+
+def test_pretrain_under_torchrun_two_processes_read_their_own_shares(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(e.text_a for e in load_split("reviews", None, "train")[:64]) + "\n", encoding="utf-8")
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(CLI_LAUNCHER, encoding="utf-8")
+    out = tmp_path / "pretrain"
+    (tmp_path / "rec").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(launcher), str(out), str(tmp_path / "rec"), "pretrain", "--preset", "teacher-micro",
+                           "--corpus", str(corpus), "--max-steps", "4", "--eval-every", "2", "--eval-examples", "16",
+                           "--batch-size", "4", "--max-len", "48", "--device", "cpu", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    rank0 = json.loads((tmp_path / "rec" / "writes-rank0.json").read_text())
+    rank1 = json.loads((tmp_path / "rec" / "writes-rank1.json").read_text())
+    assert any(p.endswith("last.pt") for _, p in rank0) and any("best" in p for _, p in rank0) and rank1 == []
+    # the two ranks trained on disjoint samples of the stream: step s, rank r reads samples (2 s + r) * 4 + j
+    from ernie_tiny.pretrain.batches import sample_index
+    assert {sample_index(0, 0, 2, 4, j) for j in range(4)}.isdisjoint({sample_index(0, 1, 2, 4, j) for j in range(4)})

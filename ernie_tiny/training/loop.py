@@ -91,7 +91,7 @@ class TrainSpec:
     steps: int  # optimizer steps of this loop
     items_for_step: Callable[[int], Sequence]  # this rank's examples of 0-based step s: a pure function of s
     collate: Callable[[Sequence], Any]  # examples -> batch on the CPU (pure: it may run in a data worker)
-    loss_fn: Callable[[nn.Module, Any], StepLoss]  # (model, possibly DDP-wrapped; batch) -> loss and terms
+    loss_fn: Callable[[nn.Module, Any], StepLoss]  # (model, batch) -> loss and terms; runs inside DDP's forward
     term_names: Sequence[str] = ()  # the terms loss_fn can return, in a fixed order (every rank reduces all)
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None  # unwrapped model -> dev metrics; every rank
     main_metric: str | None = None  # the dev metric that picks the best checkpoint
@@ -111,6 +111,23 @@ class RunContext:
     step_offset: int = 0  # global step of this loop's step 0 (later distillation stages)
     extra: dict = field(default_factory=dict)  # the trainer's own resumable fields (e.g. the stage)
     after_step: Callable[[int], None] | None = None  # called with the global step (tests crash runs from it)
+
+
+class LossModule(nn.Module):
+    """The model and the trainer's loss function as one module whose forward returns only the StepLoss.
+
+    DDP looks for the parameters a step used in what forward returns: a model output that
+    also carries, say, the pooled output of an unused pooler would make DDP wait forever for
+    its gradients. Returning the loss (and detached terms) alone marks exactly the used ones.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Any], StepLoss]):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any) -> StepLoss:
+        return self.loss_fn(self.model, batch)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -179,7 +196,7 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
             scaler.load_state_dict(resume.extra["scaler"])
     else:
         set_seed(optim.seed)  # dropout masks follow from the seed, as they do after a resume
-    wrapped = wrap_ddp(model, ctx)
+    wrapped = wrap_ddp(LossModule(model, spec.loss_fn), ctx)
     names = ["loss"] + [f"loss_{name}" for name in spec.term_names]
     warmup = optim.warmup_steps(spec.steps)
     window_examples, window_start = 0, time.perf_counter()
@@ -201,7 +218,7 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
                 sync = nullcontext() if last or not ctx.is_distributed else wrapped.no_sync()
                 with sync:
                     with amp.autocast():
-                        loss = spec.loss_fn(wrapped, to_device(batch, ctx.device))
+                        loss = wrapped(to_device(batch, ctx.device))
                     share = size / examples  # each micro-batch's mean loss, weighted by its examples
                     scaler.scale(loss.total if share == 1 else loss.total * share).backward()
                 for name, value in (("loss", loss.total.detach()), *((f"loss_{k}", v) for k, v in loss.terms.items())):
