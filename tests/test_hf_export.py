@@ -141,6 +141,38 @@ def test_subword_release_student_exports_with_its_own_tokenizer_files(tmp_path, 
     assert config["tokenizer_class"] == "ErnieTinySubwordTokenizer" and config["kind"] == "subword"
     with pytest.raises(Exception):
         transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    check_subword_hf_tokenizer(tmp_path / "hf", release.tokenizer, reviews)
+
+
+def check_subword_hf_tokenizer(directory, ours, reviews):
+    """The package's transformers tokenizer gives our ids, type ids and mask, for single texts and pairs."""
+    from ernie_tiny.deploy.hf_tokenizer import ErnieTinySubwordTokenizer
+
+    hf = ErnieTinySubwordTokenizer.from_pretrained(directory)
+    texts = [e.text_a for e in reviews[:24]]
+    pairs = list(zip(texts[:12], texts[12:]))
+    for encoded, expected in zip(hf(texts)["input_ids"], ours.encode_batch(texts, max_len=10 ** 6)):
+        assert encoded == expected.input_ids
+    got = hf([a for a, _ in pairs], [b for _, b in pairs])
+    for ids, types, expected in zip(got["input_ids"], got["token_type_ids"],
+                                    ours.encode_batch(pairs, max_len=10 ** 6)):
+        assert ids == expected.input_ids and types == expected.token_type_ids
+    padded = hf(texts[:4], padding=True, return_tensors="pt")
+    assert padded["attention_mask"].sum(dim=1).tolist() == [len(ours.encode(t, max_len=10 ** 6)) for t in texts[:4]]
+
+
+def test_own_subword_student_tokenizes_through_transformers(tmp_path, reviews):
+    from ernie_tiny.tokenization.subword import train_subword_tokenizer
+
+    tokenizer_dir = tmp_path / "tok"
+    train_subword_tokenizer([e.text_a for e in reviews[:300]], tokenizer_dir, vocab_size=1500,
+                            character_coverage=0.9995)
+    ours = load_tokenizer(tokenizer_dir)
+    config = ErnieConfig.from_preset("student-micro", vocab_size=ours.vocab_size, pad_token_id=ours.pad_id)
+    save_pretrained(build_model(config, "sequence_classification", 2), tmp_path / "student", ours, "reviews",
+                    ["negative", "positive"])
+    export_hf(tmp_path / "student", tmp_path / "hf", reviews)
+    check_subword_hf_tokenizer(tmp_path / "hf", ours, reviews)
 
 
 def test_export_cli_format_hf(tmp_path, char_tokenizer):

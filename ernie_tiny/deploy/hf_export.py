@@ -59,8 +59,8 @@ ARCHITECTURE_SUFFIX = {
     HeadKind.ranking: "ForSequenceClassification",  # one output: the relevance score
     HeadKind.masked_lm: "ForMaskedLM",
 }
-# The class subword students name in tokenizer_config.json: no transformers class has this name,
-# so AutoTokenizer stops with an error instead of silently splitting text into BERT word pieces.
+# The class subword students name in tokenizer_config.json: ours (ernie_tiny.deploy.hf_tokenizer), which no
+# transformers release has, so AutoTokenizer stops with an error instead of splitting text into BERT word pieces.
 SUBWORD_TOKENIZER_CLASS = "ErnieTinySubwordTokenizer"
 
 
@@ -141,8 +141,8 @@ def hf_tokenizer_config(tokenizer: Tokenizer, max_len: int) -> dict:
         return {"tokenizer_class": "BertTokenizer", "do_lower_case": tokenizer.do_lower_case,
                 "tokenize_chinese_chars": True, "strip_accents": None, **common}
     return {"tokenizer_class": SUBWORD_TOKENIZER_CLASS, **common,
-            "ernie_tiny_note": "jieba/dictionary words + sentencepiece: encode with "
-                               "ernie_tiny.tokenization.load.load_tokenizer(this folder)"}
+            "ernie_tiny_note": "jieba/dictionary words + sentencepiece: load with "
+                               "ernie_tiny.deploy.hf_tokenizer.ErnieTinySubwordTokenizer.from_pretrained(this folder)"}
 
 
 def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
