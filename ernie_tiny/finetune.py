@@ -45,7 +45,7 @@ from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_cur
 from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, set_seed
-from ernie_tiny.training.state import plain, strict_config
+from ernie_tiny.training.state import StrictConfig, plain
 
 BEST_DIR = "best"
 TOKENIZER_DIR = "tokenizer"
@@ -64,7 +64,7 @@ def default_lr(from_checkpoint: bool) -> float:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(StrictConfig):
     task: str  # a name in ernie_tiny.data.tasks.TASKS
     out_dir: str
     preset: str | None = None  # random-init teacher of this ErnieConfig preset (vocab from the train texts)
@@ -102,10 +102,6 @@ class FinetuneConfig:
                 limit is not None and limit < 1 for limit in (self.limit, self.eval_limit)):
             raise ValueError("vocab_min_freq, eval_batch_size, limit and eval_limit must be >= 1")
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "FinetuneConfig":
-        """Strict: unknown keys are refused by name; nested blocks are checked by their own from_dict."""
-        return strict_config(cls, values)
 
 
 @dataclass

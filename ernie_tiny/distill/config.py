@@ -29,7 +29,7 @@ from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
 from ernie_tiny.data.tasks import TaskKind, get_task
 from ernie_tiny.training.schedule import OptimConfig
-from ernie_tiny.training.state import strict_config
+from ernie_tiny.training.state import StrictConfig
 
 CHAR_TOKENIZER = "char"  # --student-tokenizer char: the student reads the teacher's char tokens (no alignment)
 # Augmentation defaults per task kind (the run's augment_options override them): a ranking copy
@@ -89,7 +89,7 @@ def check_shared_settings(config: "DistillConfig | GeneralDistillConfig") -> Non
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(StrictConfig):
     teacher: str  # fine-tuned teacher: our checkpoint folder, a Hugging Face folder or a Paddle folder
     task: str  # a name in ernie_tiny.data.tasks.TASKS
     out_dir: str
@@ -167,9 +167,6 @@ class DistillConfig:
     def stage_lr(self, stage: Stage) -> float:
         return self.lr_prediction if stage.matches_logits and self.lr_prediction is not None else self.optim.lr
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "DistillConfig":
-        return strict_config(cls, values)
 
 
 @dataclass

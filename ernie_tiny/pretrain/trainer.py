@@ -51,7 +51,7 @@ from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_cur
 from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, set_seed
-from ernie_tiny.training.state import plain, strict_config
+from ernie_tiny.training.state import StrictConfig, plain
 
 BEST_DIR = "best"
 TOKENIZER_DIR = "tokenizer"
@@ -69,7 +69,7 @@ class Objective(str, Enum):
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(StrictConfig):
     out_dir: str
     preset: str | None = None  # random init of this ErnieConfig preset
     init: str | None = None  # or: continue from this checkpoint (a masked_lm one keeps its head)
@@ -124,10 +124,6 @@ class PretrainConfig:
                                   sentence_distance=self.sentence_distance, pair_share=self.pair_share,
                                   masking=self.masking)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "PretrainConfig":
-        """Strict: unknown keys are refused by name; nested blocks are checked by their own from_dict."""
-        return strict_config(cls, values)
 
 
 @dataclass

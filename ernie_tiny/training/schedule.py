@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from ernie_tiny.training.precision import Precision
+from ernie_tiny.training.state import StrictConfig
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(StrictConfig):
     """The optimisation block every trainer shares (fine-tuning, pretraining, each distillation stage).
 
     The number of steps is the trainer's (a distillation run has one count per stage).
@@ -49,12 +50,6 @@ class OptimConfig:
         """Warmup steps of a run of ``steps`` optimizer steps."""
         return int(self.warmup_ratio * steps)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "OptimConfig":
-        """Strict: an unknown key is an error naming it (a config read back from a checkpoint or a resume)."""
-        from ernie_tiny.training.state import strict_config  # state imports torch's save; schedule stays light
-
-        return strict_config(cls, values)
 
 
 def get_lr(step: int, max_steps: int, base_lr: float, warmup_steps: int) -> float:

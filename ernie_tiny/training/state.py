@@ -71,6 +71,14 @@ def strict_config(cls: type, values: dict):
     return cls(**values)
 
 
+class StrictConfig:
+    """Mixin of the typed configs: ``from_dict`` reads a saved config strictly (see :func:`strict_config`)."""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        return strict_config(cls, values)
+
+
 @dataclass
 class TrainingState:
     step: int  # optimizer steps already taken: training resumes at this 0-based step
