@@ -35,6 +35,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 ROWS = ("labels-only", "joint", "two-stage", "no-intermediate", "no-augment", "no-alignment")
 METHODS = ("joint", "two-stage")  # the schedules a distilled row can use
 DESCRIPTIONS = {
@@ -93,6 +95,28 @@ def finished_row(values: dict) -> dict | None:
     return metrics
 
 
+def row_progress(out_dir: str | Path) -> tuple[int, float | None]:
+    """The last logged train step of a running row and its loss (0, None before the first log line)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return 0, None
+    last = (0, None)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line being written right now
+            continue
+        if record.get("split") == "train":
+            last = (record["step"], record.get("loss"))
+    return last
+
+
+def row_steps(values: dict) -> int:
+    """Optimizer steps a row runs (both stages for TinyBERT's schedule)."""
+    return values["steps_intermediate"] + values["steps_prediction"] if values.get("stage") == "both" \
+        else values["steps_prediction"]
+
+
 def run_row(row: str, values: dict, threads: int) -> dict:
     """Run one row in this process (a pool worker) and return its metrics.json."""
     import torch
@@ -108,7 +132,9 @@ def run_row(row: str, values: dict, threads: int) -> dict:
     config = DistillConfig(**{**values, "loss_weights": DistillLossWeights(**values["loss_weights"])})
     started = time.perf_counter()
     with open(out_dir / "run.log", "w", encoding="utf-8") as log:
-        distill(config, Console(file=log, width=160, force_terminal=False))
+        # not interactive: no live bar redrawn into the file (its last redraw was cut mid-number); the
+        # messages and the finished bar are whole lines. The parent shows the live progress.
+        distill(config, Console(file=log, width=160, force_terminal=False, force_interactive=False))
     metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     metrics["row_wall_seconds"] = round(time.perf_counter() - started, 1)
     return metrics
@@ -181,12 +207,22 @@ def main() -> None:
         configs = {row: row_config(row, args) for row in rows}
         reused = {row: m for row in rows if (m := finished_row(configs[row])) is not None}
         futures = {row: pool.submit(run_row, row, configs[row], args.threads) for row in rows if row not in reused}
-        results = {}
-        for row in rows:
-            results[row] = reused[row] if row in reused else futures[row].result()
-            m = results[row]
-            print(f"{row}{' (reused)' if row in reused else ''}: test {m['student']['test']} retention {m['retention_pct']['test']:.1f}% "
-                  f"({m.get('row_wall_seconds', m['wall_seconds']):.0f} s)", flush=True)
+        results = dict(reused)
+        for row in reused:
+            print(f"{row} (reused): test {reused[row]['student']['test']}", flush=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[loss]}"), TimeElapsedColumn()) as progress:
+            bars = {row: progress.add_task(row, total=row_steps(configs[row]), loss="") for row in futures}
+            while len(results) < len(rows):
+                for row, future in futures.items():
+                    step, loss = row_progress(configs[row]["out_dir"])
+                    progress.update(bars[row], completed=step, loss="" if loss is None else f"loss {loss:.4f}")
+                    if future.done() and row not in results:
+                        results[row] = m = future.result()
+                        progress.console.print(f"{row}: test {m['student']['test']} retention "
+                                               f"{m['retention_pct']['test']:.1f}% ({m['row_wall_seconds']:.0f} s)")
+                time.sleep(2)
+        results = {row: results[row] for row in rows}
     wall = time.perf_counter() - started
     main_metric = next(iter(results.values()))["main_metric"]
     summary = {"task": args.task, "main_metric": main_metric, "settings": vars(args), "wall_seconds": round(wall, 1),
