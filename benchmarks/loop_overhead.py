@@ -60,9 +60,8 @@ def prepare(args: argparse.Namespace):
                           "sequence_classification", 2).eval().requires_grad_(False)
     student = build_model(ErnieConfig.from_preset(args.student_preset, vocab_size=tokenizer.vocab_size),
                           "sequence_classification", 2)
-    layer_map = parse_layer_map("tinybert-12to3", teacher.ernie.config.num_layers, student.ernie.config.num_layers) \
-        if teacher.ernie.config.num_layers == 12 else parse_layer_map("uniform", teacher.ernie.config.num_layers,
-                                                                      student.ernie.config.num_layers)
+    # the default map: TinyBERT's uniform one, student layer i learns teacher layer i * T / S
+    layer_map = parse_layer_map("tinybert", teacher.ernie.config.num_layers, student.ernie.config.num_layers)
     projection = HiddenProjection.for_layer_map(student.ernie.config.hidden_size, teacher.ernie.config.hidden_size,
                                                 layer_map)
     objective = DistillObjective(student, projection, layer_map, DistillLossWeights(hard=0.5), AttentionLossKind.kl)

@@ -37,7 +37,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, unwrap, wrap_ddp
+from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, wrap_ddp
 from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
@@ -290,7 +290,7 @@ def window_means(state: LoopState, names: Sequence[str], ctx: DistributedContext
 def evaluate_and_keep_best(spec: TrainSpec, model: nn.Module, global_step: int, state: LoopState,
                            run: RunContext) -> None:
     """Dev metrics (every rank takes part); rank 0 writes the best checkpoint when strictly better."""
-    dev = spec.evaluate(unwrap(model))
+    dev = spec.evaluate(model)
     if run.metrics is not None:
         run.metrics.log(global_step, "dev", **dev)
         run.metrics.write_csv()
@@ -300,7 +300,7 @@ def evaluate_and_keep_best(spec: TrainSpec, model: nn.Module, global_step: int, 
     if state.best.beaten_by(metric):
         state.best = BestRecord(metric, global_step, dev)
         if run.ctx.is_main and spec.save_best is not None:
-            spec.save_best(unwrap(model), global_step, dev)
+            spec.save_best(model, global_step, dev)
 
 
 def open_run(out_dir: Path, config: object, resume: bool, overwrite: bool,
