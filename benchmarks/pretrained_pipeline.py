@@ -71,7 +71,11 @@ def finished_metrics(values: dict) -> dict | None:
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    saved = metrics.get("config", {})
+    saved = dict(metrics.get("config", {}))
+    examples = metrics.get("examples", {})
+    if saved.get("eval_limit") is not None and all(examples.get(split, saved["eval_limit"]) < saved["eval_limit"]
+                                                   for split in ("dev", "test")):
+        saved["eval_limit"] = None  # a limit above both split sizes scored every example: the same as no limit
     for key, value in values.items():
         if key == "optim":
             if any(saved.get("optim", {}).get(name) != v for name, v in value.items()):

@@ -56,6 +56,15 @@ def test_pretrained_pipeline_reuses_only_cells_run_with_the_same_settings(tmp_pa
     assert pipeline.finished_metrics(values) is None  # nothing run yet
     finished_cell(pipeline, cell, args, 0.8, 0.7)
     assert pipeline.finished_metrics(values)["test"]["accuracy"] == 0.7
+    metrics = json.loads((Path(values["out_dir"]) / "metrics.json").read_text())
+    metrics["config"]["eval_limit"], metrics["examples"] = 2000, {"dev": 1199, "test": 1201}  # above both: all scored
+    (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics))
+    assert pipeline.finished_metrics(values) is not None
+    metrics["config"]["eval_limit"] = 1200  # cuts the test split: another setting
+    (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics))
+    assert pipeline.finished_metrics(values) is None
+    metrics["config"]["eval_limit"] = None
+    (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics))
     args.lr = 1e-4  # another learning rate: the finished cell is not this one
     assert pipeline.finished_metrics(pipeline.finetune_values(cell, args)) is None
     scratch = pipeline.finetune_values(pipeline.Cell("reviews", "scratch", None, 42), args)
