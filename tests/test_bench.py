@@ -14,9 +14,11 @@ from typer.testing import CliRunner
 from ernie_tiny.bench.benchmark import BenchConfig, BenchError, resolve_per_task, run_benchmark
 from ernie_tiny.bench.environment import spinning_warning
 from ernie_tiny.bench.latency import Variant, time_variants
-from ernie_tiny.bench.report import markdown_table, write_report
+from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.bench.report import bar_figure, markdown_table, write_report
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.commands.bench import bench as bench_command
+from ernie_tiny.heads import HeadKind
 from ernie_tiny.tokenization.encoding import Encoding, TokenSpan
 from ernie_tiny.model import ErnieConfig, build_model
 from ernie_tiny.data.tasks import get_task
@@ -79,8 +81,8 @@ def test_synthetic_bench_times_every_variant_on_both_backends(synthetic_result):
     rows = {(v.role, v.backend, v.precision, v.input_kind): v for v in synthetic_result.variants}
     assert set(rows) == {("teacher", "torch", "fp32", "own"), ("student", "torch", "fp32", "own"),
                          ("student", "torch", "fp32", "char-length"), ("teacher", "onnxruntime", "fp32", "own"),
-                         ("student", "onnxruntime", "fp32", "own"), ("student", "onnxruntime", "int8", "own"),
-                         ("student", "onnxruntime", "fp32", "char-length")}
+                         ("teacher", "onnxruntime", "int8", "own"), ("student", "onnxruntime", "fp32", "own"),
+                         ("student", "onnxruntime", "int8", "own"), ("student", "onnxruntime", "fp32", "char-length")}
     reference = rows[("teacher", "torch", "fp32", "own")]
     assert reference.speedup == 1.0 and synthetic_result.reference.endswith("[torch fp32]")
     for variant in synthetic_result.variants:
@@ -92,28 +94,72 @@ def test_synthetic_bench_times_every_variant_on_both_backends(synthetic_result):
         ratios = [r / v for r, v in zip(reference.latency.run_model_ms, stats.run_model_ms)]
         assert variant.speedup == pytest.approx(float(np.median(ratios)))
         assert variant.speedup_of_means == pytest.approx(reference.latency.model_ms / stats.model_ms)
-    ort_student = rows[("student", "onnxruntime", "int8", "own")]
-    ort_teacher = rows[("teacher", "onnxruntime", "fp32", "own")]
-    same_backend = [t / s for t, s in zip(ort_teacher.latency.run_model_ms, ort_student.latency.run_model_ms)]
-    assert ort_student.speedup_same_backend == pytest.approx(float(np.median(same_backend)))
-    assert set(synthetic_result.parity) == {"chnsenticorp-teacher-fp32", "chnsenticorp-student-fp32",
-                                            "chnsenticorp-student-int8"}
+    for precision in ("fp32", "int8"):  # each onnxruntime student row against the teacher at its own precision
+        ort_student = rows[("student", "onnxruntime", precision, "own")]
+        ort_teacher = rows[("teacher", "onnxruntime", precision, "own")]
+        same_backend = [t / s for t, s in zip(ort_teacher.latency.run_model_ms, ort_student.latency.run_model_ms)]
+        assert ort_student.speedup_same_backend == pytest.approx(float(np.median(same_backend)))
+    assert set(synthetic_result.parity) == {"chnsenticorp-teacher-fp32", "chnsenticorp-teacher-int8",
+                                            "chnsenticorp-student-fp32", "chnsenticorp-student-int8"}
     assert synthetic_result.parity["chnsenticorp-student-fp32"]["passed"] is True
+
+
+def test_every_row_gets_its_flops_theoretical_ratio_and_fraction_of_limit(synthetic_result):
+    rows = {v.key: v for v in synthetic_result.variants}
+    reference = rows[("teacher", "torch", "fp32", "own")]
+    teacher_config = ErnieConfig.from_preset("teacher-micro")
+    student_config = ErnieConfig.from_preset("student-micro")
+    for variant in synthetic_result.variants:
+        shapes = variant.latency.batch_shapes
+        assert sum(r for r, _ in shapes) == len(REVIEWS) and len(shapes) == variant.latency.batches
+        assert np.mean([n for _, n in shapes]) == pytest.approx(variant.latency.mean_padded_length)
+        config = teacher_config if variant.role == "teacher" else student_config
+        assert variant.flops_per_pass == pass_flops(config, HeadKind.sequence_classification, 2, shapes)
+        assert variant.theoretical_speedup == pytest.approx(reference.flops_per_pass / variant.flops_per_pass)
+        assert variant.fraction_of_limit == pytest.approx(variant.speedup / variant.theoretical_speedup)
+        assert variant.fraction_of_limit_same_backend is not None
+    assert reference.theoretical_speedup == 1.0 and reference.fraction_of_limit == 1.0
+    # The char-length student reads the teacher's batches: its limit is the layer count and width alone.
+    char_length = rows[("student", "torch", "fp32", "char-length")]
+    assert char_length.latency.batch_shapes == reference.latency.batch_shapes
+    ort_int8 = rows[("student", "onnxruntime", "int8", "own")]
+    ort_int8_teacher = rows[("teacher", "onnxruntime", "int8", "own")]
+    own_limit = ort_int8_teacher.flops_per_pass / ort_int8.flops_per_pass
+    assert ort_int8.fraction_of_limit_same_backend == pytest.approx(ort_int8.speedup_same_backend / own_limit)
 
 
 def test_report_writes_table_json_and_png(synthetic_result, tmp_path):
     paths = write_report(synthetic_result, tmp_path / "report")
     table = paths["markdown"].read_text(encoding="utf-8")
-    assert table.startswith("| model | backend | ChnSentiCorp | Average | Latency |")
-    assert "teacher-micro (teacher) | torch fp32 | — | — |" in table and "(1.0x)" in table
+    assert table.startswith("| model | backend | ChnSentiCorp | Average | Latency | theoretical x | of limit | "
+                            "vs teacher same backend | tokens/text | padded length |")
+    assert "teacher-micro (teacher) | torch fp32 | — | — |" in table
+    assert "(1.0x) | 1.0x | 100% | 1.0x (100%) |" in table  # the reference row against itself
+    rows = {v.key: v for v in synthetic_result.variants}
+    int8 = rows[("student", "onnxruntime", "int8", "own")]
+    assert (f"| {int8.theoretical_speedup:.1f}x | {100 * int8.fraction_of_limit:.0f}% | "
+            f"{int8.speedup_same_backend:.1f}x ({100 * int8.fraction_of_limit_same_backend:.0f}%) |") in table
+    assert "teacher-micro (teacher) | onnxruntime int8 |" in table and "theoretical x: FLOPs of" in table
     assert "char-length input" in table and "onnxruntime int8" in table and "Command:" in table
     assert "allow_spinning=0, OMP_WAIT_POLICY=" in table
     payload = json.loads(paths["json"].read_text(encoding="utf-8"))
     environment = payload["environment"]
     assert environment["torch"] == torch.__version__ and environment["torch_threads"] == 1
     assert environment["onnxruntime_intra_op_threads"] == 1 and environment["device_name"]
-    assert len(payload["variants"]) == 7 and payload["variants"][0]["latency"]["runs"] == 3
+    assert len(payload["variants"]) == 8 and payload["variants"][0]["latency"]["runs"] == 3
+    assert all(v["flops_per_pass"] > 0 and v["theoretical_speedup"] > 0 for v in payload["variants"])
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_png_marks_each_rows_shape_limit(synthetic_result):
+    latency_axes = bar_figure(synthetic_result).axes[0]
+    timed = synthetic_result.variants
+    reference_ms = next(v.latency.model_ms for v in timed if v.key == ("teacher", "torch", "fp32", "own"))
+    (limits,) = latency_axes.get_lines()
+    assert list(limits.get_xdata()) == pytest.approx([reference_ms / v.theoretical_speedup for v in timed])
+    labels = [text.get_text() for text in latency_axes.texts]
+    assert labels == [f"  {v.speedup:.1f}x of {v.theoretical_speedup:.1f}x" for v in timed]
+    assert latency_axes.get_xlim()[1] > max(max(limits.get_xdata()), max(v.latency.model_ms for v in timed))
 
 
 def test_checkpoint_bench_scores_every_task_and_averages(checkpoints, data_root):

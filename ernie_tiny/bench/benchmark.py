@@ -4,7 +4,11 @@
         real preset shapes with --synthetic) -> on each backend: accuracy over the dev set
     on the first task: latency over its dev texts, all variants interleaved:
         teacher, student, student fed the teacher's char-length sequences (the layer count
-        and width alone), and on onnxruntime the int8 (CPU) or fp16 (CUDA) student
+        and width alone); on onnxruntime teacher and student each at fp32 and at int8 (CPU)
+        or fp16 (CUDA), so every student row has a teacher on its own backend and precision
+    per variant: its FLOPs over the timed batches at the shapes it ran (padding included),
+        the theoretical speed-up (torch fp32 teacher FLOPs / its FLOPs) and the fraction of
+        it that the measured speed-up reaches (see :mod:`ernie_tiny.bench.flops`)
 
 Example::
 
@@ -27,13 +31,15 @@ import torch
 from torch import nn
 
 from ernie_tiny.bench.environment import describe_environment, spinning_warning
+from ernie_tiny.bench.flops import pass_flops
 from ernie_tiny.deploy.export import ExportOptions, export_model
 from ernie_tiny.bench.latency import Backend, InferFn, LatencyStats, Variant, time_variants
 from ernie_tiny.deploy.onnx_session import Device, DeviceUnavailableError, Precision, make_session, providers_for
 from ernie_tiny.deploy.parity import ParityReport
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.tokenization.encoding import Tokenizer, pad_to_arrays
-from ernie_tiny.model import ErnieConfig, build_model
+from ernie_tiny.heads import HeadKind
+from ernie_tiny.model import ErnieConfig, build_model, encoder_of
 from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskKind, TaskSpec, encode_examples, evaluate, get_task, load_split,
                               predictions_from_outputs)
 from ernie_tiny.tokenization.load import load_tokenizer
@@ -101,10 +107,14 @@ class VariantResult:
     latency: LatencyStats | None = None
     # Speed-ups are medians over runs of per-run ratios: each run times every variant back to back,
     # so a change in machine load between runs cancels in the ratio (it does not in the means).
-    speedup: float | None = None  # vs the reference teacher (the first backend's)
-    speedup_same_backend: float | None = None  # vs the teacher on this variant's backend
+    speedup: float | None = None  # vs the reference teacher (the first backend's fp32 teacher)
+    speedup_same_backend: float | None = None  # vs the teacher on this variant's backend and precision
     speedup_runs: list[float] = field(default_factory=list)  # per-run ratios vs the reference
     speedup_of_means: float | None = None  # reference mean latency / this mean latency
+    flops_per_pass: int | None = None  # FLOPs of one timed pass at the shapes this variant ran (padding included)
+    theoretical_speedup: float | None = None  # reference FLOPs / these FLOPs: the limit the shapes allow
+    fraction_of_limit: float | None = None  # speedup / theoretical_speedup
+    fraction_of_limit_same_backend: float | None = None  # speedup_same_backend / its own theoretical ratio
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -253,7 +263,8 @@ def evaluate_infer(task: TaskSpec, examples: list[Example], encoded: EncodedSpli
     return evaluate(task, predictions_from_outputs(task, rows, encoded, examples), examples)
 
 
-def student_precision(device: Device) -> Precision:
+def reduced_precision(device: Device) -> Precision:
+    """The onnxruntime precision below fp32 that the device runs fast: fp16 on CUDA, int8 on CPU."""
     return Precision.fp16 if device is Device.cuda else Precision.int8
 
 
@@ -263,9 +274,11 @@ def build_variants(config: BenchConfig, pair: ModelPair, task: TaskSpec, example
     variants = []
     if Backend.onnxruntime in config.backends:  # export before any model moves to a GPU
         parity_examples = examples[:PARITY_EXAMPLES]
-        exports = [("teacher", pair.teacher, pair.teacher_tokenizer, Precision.fp32),
-                   ("student", pair.student, pair.student_tokenizer, Precision.fp32),
-                   ("student", pair.student, pair.student_tokenizer, student_precision(config.device))]
+        # The teacher at every precision the student runs: each student row gets a same-precision teacher row.
+        precisions = (Precision.fp32, reduced_precision(config.device))
+        exports = [(role, model, tokenizer, precision) for role, model, tokenizer in (
+            ("teacher", pair.teacher, pair.teacher_tokenizer), ("student", pair.student, pair.student_tokenizer))
+            for precision in precisions]
         for role, model, tokenizer, precision in exports:
             name = f"{task.name}-{role}-{precision.value}"
             result = export_model(model, tokenizer, work_dir / name, ExportOptions(precision=precision),
@@ -366,7 +379,10 @@ def measure(config: BenchConfig, device: torch.device,
                                       config.max_len, config.runs, config.warmup_batches, config.sort_by_length,
                                       config.show_progress)
                 for variant in variants:
-                    results[variant_key(variant)].latency = stats[variant.label]
+                    result = results[variant_key(variant)]
+                    result.latency = stats[variant.label]
+                    model = pair.teacher if variant.role == "teacher" else pair.student
+                    result.flops_per_pass = model_flops(model, result.latency.batch_shapes)
             del pair, variants
     return list(results.values()), parity, latency_source
 
@@ -375,26 +391,39 @@ def variant_key(variant: Variant) -> tuple[str, str, str, str]:
     return variant.role, variant.backend, variant.precision, variant.input_kind
 
 
+def model_flops(model: nn.Module, batch_shapes: list[tuple[int, int]]) -> int:
+    """FLOPs of a pass of ``model`` over batches of (rows, padded length), from its config and head."""
+    head = getattr(model, "head_kind", HeadKind.encoder)
+    return pass_flops(encoder_of(model).config, head, getattr(model, "num_labels", 0), batch_shapes)
+
+
 def per_run_ratios(reference: LatencyStats, variant: LatencyStats) -> list[float]:
     return [r / v for r, v in zip(reference.run_model_ms, variant.run_model_ms)]
 
 
 def add_speedups(variants: list[VariantResult]) -> str:
-    """Fill speed-ups vs the first backend's teacher (the reference) and vs each backend's own teacher."""
+    """Fill speed-ups vs the first backend's fp32 teacher (the reference) and vs the teacher on each variant's
+    backend and precision, each with the theoretical ratio of FLOPs and the fraction of it reached."""
     teachers = [v for v in variants if v.role == "teacher" and v.latency is not None]
     if not teachers:
         return ""
-    reference = teachers[0]
-    same_backend = {v.backend: v for v in teachers}
+    reference = next((v for v in teachers if v.precision == Precision.fp32.value), teachers[0])
+    same_backend = {(v.backend, v.precision): v for v in teachers}
     for variant in variants:
         if variant.latency is None:
             continue
         variant.speedup_runs = per_run_ratios(reference.latency, variant.latency)
         variant.speedup = float(np.median(variant.speedup_runs))
         variant.speedup_of_means = reference.latency.model_ms / variant.latency.model_ms
-        own = same_backend.get(variant.backend)
+        if variant.flops_per_pass and reference.flops_per_pass:
+            variant.theoretical_speedup = reference.flops_per_pass / variant.flops_per_pass
+            variant.fraction_of_limit = variant.speedup / variant.theoretical_speedup
+        own = same_backend.get((variant.backend, variant.precision))
         if own is not None:
             variant.speedup_same_backend = float(np.median(per_run_ratios(own.latency, variant.latency)))
+            if variant.flops_per_pass and own.flops_per_pass:
+                variant.fraction_of_limit_same_backend = \
+                    variant.speedup_same_backend / (own.flops_per_pass / variant.flops_per_pass)
     return f"{reference.name} [{reference.backend} {reference.precision}]"
 
 

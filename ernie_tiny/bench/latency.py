@@ -72,6 +72,7 @@ class LatencyStats:
     mean_tokens: float  # real tokens per example
     mean_padded_length: float  # sequence length the model saw, per batch
     run_model_ms: list[float] = field(default_factory=list)  # per run: mean model ms per batch
+    batch_shapes: list[tuple[int, int]] = field(default_factory=list)  # per batch of a run: (rows, padded length)
 
 
 def make_batches(variant: Variant, pairs: list[Pair], batch_size: int, max_len: int,
@@ -92,17 +93,19 @@ def encode_to_arrays(variant: Variant, batch: list[Pair], max_len: int) -> dict[
     return arrays
 
 
-def time_batch(variant: Variant, batch: list[Pair], max_len: int) -> tuple[float, float, int, int]:
-    """(tokenize seconds, model seconds, real tokens, padded length) of one batch."""
+def time_batch(variant: Variant, batch: list[Pair], max_len: int) -> tuple[float, float, int, int, int]:
+    """(tokenize seconds, model seconds, real tokens, rows, padded length) of one batch."""
     start = time.perf_counter()
     arrays = encode_to_arrays(variant, batch, max_len)
     tokenized = time.perf_counter()
     variant.infer(arrays)
     done = time.perf_counter()
-    return tokenized - start, done - tokenized, int(arrays["attention_mask"].sum()), arrays["input_ids"].shape[1]
+    rows, padded_length = arrays["input_ids"].shape
+    return tokenized - start, done - tokenized, int(arrays["attention_mask"].sum()), rows, padded_length
 
 
-def summarize(per_run: list[list[tuple[float, float, int, int]]], batch_size: int, examples: int) -> LatencyStats:
+def summarize(per_run: list[list[tuple[float, float, int, int, int]]], batch_size: int,
+              examples: int) -> LatencyStats:
     tokenize = np.array([[b[0] for b in run] for run in per_run]) * 1000  # (runs, batches) ms
     model = np.array([[b[1] for b in run] for run in per_run]) * 1000  # (runs, batches) ms
     run_model = model.mean(axis=1)  # (runs,)
@@ -115,8 +118,8 @@ def summarize(per_run: list[list[tuple[float, float, int, int]]], batch_size: in
         batch_ms_p50=float(np.percentile(model, 50)), batch_ms_p95=float(np.percentile(model, 95)),
         tokenize_ms=float(tokenize.mean()), end_to_end_ms=float(run_total.mean()),
         end_to_end_ms_p50=float(np.percentile(run_total, 50)), end_to_end_ms_p95=float(np.percentile(run_total, 95)),
-        mean_tokens=sum(b[2] for b in first) / examples, mean_padded_length=float(np.mean([b[3] for b in first])),
-        run_model_ms=[float(v) for v in run_model])
+        mean_tokens=sum(b[2] for b in first) / examples, mean_padded_length=float(np.mean([b[4] for b in first])),
+        run_model_ms=[float(v) for v in run_model], batch_shapes=[(int(b[3]), int(b[4])) for b in first])
 
 
 def time_variants(variants: list[Variant], pairs: list[Pair], batch_size: int, max_len: int, runs: int,

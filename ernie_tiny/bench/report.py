@@ -1,11 +1,14 @@
 """Write a benchmark result as the ERNIE-tiny markdown table, JSON and a PNG bar chart.
 
-    | model | backend | LCQMC | ChnSentiCorp | Average | Latency | same-backend speed-up | ...
-    | ernie-1.0-base (teacher) | torch fp32 | 87.9 | 95.5 | 91.70 | 633 ms (1x) | 1x | ...
+    | model | backend | LCQMC | ChnSentiCorp | Average | Latency | theoretical x | of limit | vs teacher same ...
+    | ernie-1.0-base (teacher) | torch fp32 | 87.9 | 95.5 | 91.70 | 633 ms (1.0x) | 1.0x | 100% | 1.0x (100%) ...
 
 Metrics are x100 (accuracy, entity F1, ranking MRR/F1 as "mrr/f1"); Average is the mean
 of the tasks' main metrics. Latency is the mean model time per batch; the speed-up in
-brackets is against the reference (the first backend's teacher).
+brackets is against the reference (the first backend's fp32 teacher). ``theoretical x`` is
+the reference's FLOPs over the row's at the shapes each ran (:mod:`ernie_tiny.bench.flops`),
+``of limit`` the measured speed-up over it; ``vs teacher same backend`` is the speed-up over
+the teacher on the row's backend and precision, with the fraction of its limit in brackets.
 """
 
 from __future__ import annotations
@@ -44,10 +47,23 @@ def row_name(variant: VariantResult) -> str:
     return variant.name + (", char-length input" if variant.input_kind == "char-length" else "")
 
 
+def percent(fraction: float | None) -> str:
+    return f"{100 * fraction:.0f}%" if fraction is not None else "—"
+
+
+def same_backend_cell(variant: VariantResult) -> str:
+    """``5.8x (83%)``: the speed-up over the teacher on this backend and precision, and the fraction of its limit."""
+    if variant.speedup_same_backend is None:
+        return "—"
+    limit = f" ({percent(variant.fraction_of_limit_same_backend)})" if variant.fraction_of_limit_same_backend else ""
+    return f"{variant.speedup_same_backend:.1f}x{limit}"
+
+
 def markdown_table(result: BenchResult) -> str:
     tasks = result.config.tasks
     header = ["model", "backend"] + [TASK_TITLES.get(t, t) for t in tasks] + [
-        "Average", "Latency", "same-backend speed-up", "tokens/text", "tokenization", "end-to-end"]
+        "Average", "Latency", "theoretical x", "of limit", "vs teacher same backend", "tokens/text",
+        "padded length", "tokenization", "end-to-end"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant in result.variants:
         avg = average(result, variant)
@@ -56,11 +72,13 @@ def markdown_table(result: BenchResult) -> str:
         cells += [metric_cell(t, variant.metrics.get(t)) for t in tasks]
         cells.append(f"{avg:.2f}" if avg is not None else "—")
         if latency is None:
-            cells += ["—"] * 5
+            cells += ["—"] * 8
         else:
             cells += [f"{format_ms(latency.model_ms)} ({variant.speedup:.1f}x)",
-                      f"{variant.speedup_same_backend:.1f}x" if variant.speedup_same_backend else "—",
-                      f"{latency.mean_tokens:.1f}", format_ms(latency.tokenize_ms), format_ms(latency.end_to_end_ms)]
+                      f"{variant.theoretical_speedup:.1f}x" if variant.theoretical_speedup else "—",
+                      percent(variant.fraction_of_limit), same_backend_cell(variant),
+                      f"{latency.mean_tokens:.1f}", f"{latency.mean_padded_length:.1f}",
+                      format_ms(latency.tokenize_ms), format_ms(latency.end_to_end_ms)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -81,6 +99,13 @@ def caption(result: BenchResult) -> str:
         f"- Latency: mean model time per batch (inputs to device, forward, outputs to host). (Nx) = speed-up over "
         f"{result.reference}: the median over runs of each run's ratio (every run times all variants back to "
         f"back, so load changes between runs cancel). Tokenization and end-to-end are per batch too.",
+        f"- theoretical x: FLOPs of {result.reference} over the row's FLOPs, both counted from the model configs "
+        f"at the batch shapes each ran (rows x padded length, padding included; ernie_tiny.bench.flops): the "
+        f"speed-up if both ran at the same FLOP rate. of limit: measured speed-up / theoretical x (above 100%: "
+        f"the row's backend or precision does more FLOPs per second than the reference).",
+        "- vs teacher same backend: speed-up over the teacher on the row's backend and precision (the onnxruntime "
+        "int8 student against the onnxruntime int8 teacher), median of per-run ratios; in brackets the fraction "
+        "of the theoretical x it reaches. padded length: mean sequence length per batch, the s of the FLOP count.",
         f"- Models: {weights}." + ("" if config.synthetic else " Accuracy columns: dev set"
                                    + (f", first {config.accuracy_examples} examples" if config.accuracy_examples
                                       else "") + ", x100 (ranking: MRR/F1)."),
@@ -152,15 +177,27 @@ def bar_figure(result: BenchResult):
     axes = figure.subplots(1, panels, squeeze=False)[0]
     ax = axes[0]
     values = [v.latency.model_ms for v in timed]
-    bars = ax.barh(range(len(timed)), values, color=[colours[variant_label(v)] for v in timed])
-    for bar, variant in zip(bars, timed):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {variant.speedup:.1f}x", va="center",
-                fontsize=8)
+    ax.barh(range(len(timed)), values, color=[colours[variant_label(v)] for v in timed])
+    reference_ms = next((v.latency.model_ms for v in timed if v.input_kind == "own"
+                         and f"{v.name} [{v.backend} {v.precision}]" == result.reference), None)
+    # Where each bar would end at the reference's FLOP rate: reference ms / theoretical x.
+    limits = [reference_ms / v.theoretical_speedup if reference_ms and v.theoretical_speedup else None
+              for v in timed]
+    marked = [(row, ms) for row, ms in enumerate(limits) if ms is not None]
+    if marked:
+        ax.plot([ms for _, ms in marked], [row for row, _ in marked], linestyle="none", marker="|", markersize=16,
+                markeredgewidth=2, color="black", label="shape limit (the reference's ms / theoretical x)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    for row, (variant, limit_ms) in enumerate(zip(timed, limits)):
+        of_limit = f" of {variant.theoretical_speedup:.1f}x" if variant.theoretical_speedup else ""
+        ax.text(max(variant.latency.model_ms, limit_ms or 0.0), row, f"  {variant.speedup:.1f}x{of_limit}",
+                va="center", fontsize=8)  # right of the bar or its limit mark, whichever ends later
     ax.set_yticks(range(len(timed)), [variant_label(v).replace(", ", "\n", 1) for v in timed], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.18 * max(values, default=1.0))  # room for the speed-up labels
-    ax.set_xlabel(f"ms per batch of {result.config.batch_size} (mean of {result.config.runs} runs); "
-                  f"Nx = speed-up over {result.reference or 'the first teacher'}", fontsize=8)
+    ax.set_xlim(0, 1.35 * max(values + [ms for _, ms in marked], default=1.0))  # room for the speed-up labels
+    ax.set_xlabel(f"ms per batch of {result.config.batch_size} (mean of {result.config.runs} runs)\n"
+                  f"Nx of Mx: speed-up over {result.reference or 'the first teacher'}, of its theoretical Mx",
+                  fontsize=8)
     ax.set_title(f"Latency, {result.latency_source}", fontsize=9)
     if scored:
         ax = axes[1]
