@@ -205,6 +205,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/pipeline")
+    parser.add_argument("--run-only", default=None,
+                        help="INIT,... fine-tune only these inits' cells (e.g. while another invocation runs the "
+                             "others); other cells are shown when finished, else left out")
     args = parser.parse_args()
 
     tasks = [t for t in args.tasks.split(",") if t]
@@ -217,11 +220,18 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    run_only = None if args.run_only is None else set(args.run_only.split(","))
+    if run_only is not None and run_only - {name for name, _ in inits}:
+        parser.error(f"--run-only {args.run_only}: not among the inits {[name for name, _ in inits]}")
     results: dict[Cell, dict] = {}
     for index, cell in enumerate(cells, 1):
         values = finetune_values(cell, args)
         metrics = finished_metrics(values)
         status = "reused"
+        if metrics is None and run_only is not None and cell.init_name not in run_only:
+            print(f"[{index}/{len(cells)}] {cell.table_task} {cell.init_name} seed {cell.seed}: not run here "
+                  "(--run-only)", flush=True)
+            continue
         if metrics is None:
             print(f"[{index}/{len(cells)}] {cell.table_task} {cell.init_name} seed {cell.seed}: fine-tuning "
                   f"({values['out_dir']}/run.log)", flush=True)
@@ -231,12 +241,21 @@ def main() -> None:
         print(f"[{index}/{len(cells)}] {cell.table_task} {cell.init_name} seed {cell.seed}: dev "
               f"{100 * metrics['dev']['accuracy']:.2f} test {100 * metrics['test']['accuracy']:.2f} ({status})",
               flush=True)
-        summary = summarise(cells, results, tasks, [name for name, _ in inits])
-        summary["settings"] = {k: v for k, v in vars(args).items()}
-        (out / "pipeline.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        (out / "pipeline.md").write_text(markdown(summary) + "\n", encoding="utf-8")
+        summary = write_outputs(cells, results, tasks, [name for name, _ in inits], args)
+    summary = write_outputs(cells, results, tasks, [name for name, _ in inits], args)
     plot(summary, out / "pipeline.png")
     print(markdown(summary))
+
+
+def write_outputs(cells: list[Cell], results: dict[Cell, dict], tasks: list[str], inits: list[str],
+                  args: argparse.Namespace) -> dict:
+    """pipeline.json and pipeline.md of the cells finished so far (rewritten after every cell)."""
+    out = Path(args.out)
+    summary = summarise(cells, results, tasks, inits)
+    summary["settings"] = dict(vars(args))
+    (out / "pipeline.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out / "pipeline.md").write_text(markdown(summary) + "\n", encoding="utf-8")
+    return summary
 
 
 if __name__ == "__main__":
