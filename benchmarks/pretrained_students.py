@@ -1,0 +1,531 @@
+"""The pretrained student: general distillation from the pretrained teacher, then task distillation.
+
+Issue 11, point 2. From one pretrained ``masked_lm`` teacher (``ernie-tiny pretrain``'s result):
+
+    tokenizer   the student's subword tokenizer: ``--student-tokenizer DIR``, else trained once into
+                OUT/tokenizer on the corpus (``--vocab-size``, ``--max-piece-chars``)
+    general     ``distill-general``: ``--student-preset`` (student-small) learns the pretrained teacher's
+                embeddings, hidden states and attention on the corpus (the embedded People's Daily +
+                reviews, which ``ernie-tiny pretrain`` reads by default, or ``--corpus``), ``--general-steps``
+    teacher     per task, the pretrained teacher fine-tuned on it: ``--task-teacher TASK=CKPT_DIR``; a task
+                without one is fine-tuned here with benchmarks/pretrained_pipeline.py's settings (300 steps,
+                lr 5e-4, max_len 64, batch 32, seed 42) into OUT/<task>/teacher-s42
+    rows        per task and seed, each one ``ernie_tiny.distill.task.distill`` run:
+                distilled (general init)    joint distillation (layer-wise + prediction losses at every
+                                            step, --augment copies) from the general-distilled student
+                distilled (random init)     the same from a random ``--student-preset``
+                labels-only (general init)  gold labels only (hard cross-entropy) from the general student
+
+All rows share the tokenizer, steps, batch size, max length, lr, data (``--limit``) and seeds;
+the distilled rows share the augmentation, temperature and loss weights. The labels-only row
+cannot augment (an augmented copy has no gold label, only the teacher's soft targets).
+
+Each stage lives in its own folder (OUT/tokenizer, OUT/general, OUT/<task>/<row>-s<seed>). One
+finished with the same settings is reused; one cut short (``last.pt``, no ``metrics.json``)
+resumes; one finished with other settings (defaults included: a default changed in the code since
+counts) stops the script with a line saying which setting differs (delete that folder, or choose
+another --out). So rerun the same command to continue.
+Writes OUT/students.json, OUT/students.md (per task: the teacher's test accuracy, each row's dev
+and test accuracy and retention = student test / teacher test, and whether the targets hold:
+retention of ``distilled (general init)`` >= 97.4%, and it beats ``labels-only (general init)``)
+and OUT/students.png.
+
+The measurement (2000 general steps; the README's distillation setting: first 1500 train rows,
+300 steps, augment 2, hard weight 0.5; the teachers fine-tuned by pretrained_pipeline.py)::
+
+    nice -n 10 python benchmarks/pretrained_students.py \\
+        --pretrained-teacher runs/pretrain/teacher-small-mlm-step2000 \\
+        --task-teacher chnsenticorp_htl=runs/pipeline/chnsenticorp_htl/km2000-s42/best \\
+        --task-teacher lcqmc=runs/pipeline/lcqmc/km2000-s42/best \\
+        --general-steps 2000 --steps 300 --limit 1500 --augment 2 --hard-weight 0.5 \\
+        --seeds 42,43,44 --threads 2 --out runs/students > runs/students.log 2>&1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark whose teacher settings we share
+from pretrained_pipeline import TASK_FOLDERS, Cell, finetune_values, finished_metrics, run_cell  # noqa: E402
+
+GENERAL = "general"  # row keys ending in -general start from the general-distilled student
+ROWS = {"distilled-general": "distilled (general init)", "distilled-random": "distilled (random init)",
+        "labels-only-general": "labels-only (general init)"}
+TARGET_RETENTION = 97.4  # % of the teacher's test accuracy, for distilled (general init)
+DEFAULT_TASKS = "chnsenticorp_htl,lcqmc"
+TEACHER_SEED = 42  # the seed of the teachers pretrained_pipeline.py fine-tunes
+GENERAL_SEED = 42  # one general-distilled student serves every seed of the rows
+# Fields a saved config may differ in without changing the result.
+NOT_COMPARED = frozenset({"out_dir", "resume", "device"})
+
+
+# ---- settings: what each stage runs with, and whether a finished folder ran with them ----------
+
+def settings_difference(wanted: dict, saved: dict, prefix: str = "") -> str | None:
+    """The first field of ``wanted`` that ``saved`` holds differently (``optim.lr: ran with 0.001, now 0.0005``).
+
+    Nested blocks compare only the fields given (a saved config also holds the defaults);
+    ``out_dir``, ``resume`` and ``device`` are not compared. None when everything matches.
+    """
+    for key, value in wanted.items():
+        if key in NOT_COMPARED:
+            continue
+        have = saved.get(key)
+        if isinstance(value, dict) and isinstance(have, dict):
+            difference = settings_difference(value, have, f"{prefix}{key}.")
+            if difference:
+                return difference
+        elif have != value:
+            return f"{prefix}{key}: ran with {have!r}, now {value!r}"
+    return None
+
+
+def finished_run(out_dir: str | Path, config: dict, recorded: dict | None = None) -> dict | None:
+    """The metrics.json of a run finished in ``out_dir`` with ``config`` (and these ``recorded`` top-level
+    metrics fields); None when none finished there. A finished run with other settings is an error."""
+    path = Path(out_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    difference = settings_difference(config, metrics.get("config", {})) or settings_difference(recorded or {}, metrics)
+    if difference:
+        raise ValueError(f"{out_dir} holds a finished run with other settings ({difference}): delete the folder "
+                         "or choose another --out")
+    return metrics
+
+
+def resolved(config_class: type, values: dict) -> dict:
+    """``values`` as ``config_class`` resolves them, defaults included (plain values): what a finished run must
+    have saved, so that a default changed in the code since then counts as another setting."""
+    from ernie_tiny.training.state import plain
+
+    return plain(config_class(**values))
+
+
+def general_values(args: argparse.Namespace, tokenizer_dir: str) -> dict:
+    """The GeneralDistillConfig fields of the general-distillation stage."""
+    return {"teacher": args.pretrained_teacher, "out_dir": str(Path(args.out) / GENERAL), "corpus": args.corpus,
+            "max_texts": args.general_max_texts, "student_preset": args.student_preset,
+            "student_tokenizer": tokenizer_dir, "steps": args.general_steps, "max_len": args.max_len,
+            "device": args.device,
+            "optim": {"lr": args.lr, "batch_size": args.batch_size, "seed": GENERAL_SEED,
+                      "save_every": args.save_every}}
+
+
+def general_fingerprint(general_metrics: dict) -> dict:
+    """What a general-init row records of the student it started from: the general run's settings."""
+    return {k: v for k, v in general_metrics["config"].items() if k not in NOT_COMPARED}
+
+
+def row_values(row: str, table_task: str, seed: int, args: argparse.Namespace, teacher_dir: str,
+               tokenizer_dir: str, general_student: str) -> dict:
+    """The DistillConfig fields of one row (plain values, compared with a finished run's saved config)."""
+    task, folder = TASK_FOLDERS[table_task]
+    from_general = row.endswith(GENERAL)
+    base = {"teacher": teacher_dir, "task": task, "out_dir": str(Path(args.out) / table_task / f"{row}-s{seed}"),
+            "data_dir": None if folder is None else str(Path(args.data_root) / folder),
+            "student_preset": None if from_general else args.student_preset,
+            "student_init": general_student if from_general else None, "student_tokenizer": tokenizer_dir,
+            "steps_intermediate": 0, "steps_prediction": args.steps, "max_len": args.max_len,
+            "limit": args.limit, "eval_limit": args.eval_limit, "device": args.device,
+            "augment_cache_dir": str(Path(args.out) / "pos-cache"),
+            "optim": {"lr": args.lr, "batch_size": args.batch_size, "seed": seed, "eval_every": args.eval_every,
+                      "save_every": args.eval_every}}
+    if row.startswith("labels-only"):
+        return {**base, "stage": "prediction", "augment": 0, "loss_weights": {"soft": 0.0, "hard": 1.0}}
+    weights = {"temperature": args.temperature, "hard": args.hard_weight,
+               **dict.fromkeys(("embedding", "hidden", "attention"), args.feature_weight), **args.loss_weights}
+    return {**base, **args.distill_options, "stage": "joint", "augment": args.augment, "loss_weights": weights}
+
+
+def teacher_args(args: argparse.Namespace) -> argparse.Namespace:
+    """pretrained_pipeline.py's fine-tuning settings, for a task teacher this script must make itself."""
+    return argparse.Namespace(out=args.out, data_root=args.data_root, max_len=64, steps=args.teacher_steps, lr=5e-4,
+                              batch_size=32, eval_every=min(100, args.teacher_steps), limit=args.teacher_limit,
+                              eval_limit=args.eval_limit, preset=None)
+
+
+def parse_task_teachers(items: list[str], tasks: list[str]) -> dict[str, str]:
+    """``TASK=CKPT_DIR`` items -> {task: folder}; each task once, each folder a checkpoint."""
+    teachers: dict[str, str] = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--task-teacher {item!r}: expected TASK=CHECKPOINT_DIR")
+        if task not in tasks:
+            raise ValueError(f"--task-teacher {item!r}: {task} is not in --tasks ({', '.join(tasks)})")
+        if task in teachers:
+            raise ValueError(f"--task-teacher {item!r}: a second teacher for {task}")
+        if not (Path(path) / "config.json").is_file():
+            raise ValueError(f"--task-teacher {item!r}: {path} is not a checkpoint folder (no config.json)")
+        teachers[task] = path
+    return teachers
+
+
+def check_options(options: dict, config_class: type, option: str, reserved: frozenset[str] = frozenset()) -> None:
+    """Refuse a field ``config_class`` does not have, or one the script sets itself (the rows must stay alike)."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(config_class)}
+    for name in options:
+        if name not in known:
+            raise ValueError(f"{option}: {config_class.__name__} has no field {name!r}")
+        if name in reserved:
+            raise ValueError(f"{option}: {name} is set for every row alike; use its own option")
+
+
+def json_object(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{option} {text!r}: not JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} {text!r}: expected a JSON object")
+    return value
+
+
+# ---- the stages ----------------------------------------------------------------------------------
+
+def timed(out_dir: Path, metrics_name: str, run: Callable[[], None]) -> dict:
+    """Run one stage; add its wall seconds and the load average before/after to its metrics.json."""
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    run()
+    path = out_dir / metrics_name
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics["stage_wall_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    return metrics
+
+
+def tokenizer_difference(directory: Path, vocab_size: int, max_piece_chars: int, corpus: str | None) -> str | None:
+    """How a trained tokenizer folder differs from the settings asked for; None when it matches."""
+    training = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8")).get("training", {})
+    wanted = {"vocab_size_requested": vocab_size, "max_piece_chars": max_piece_chars}
+    difference = settings_difference(wanted, training)
+    described = " ".join(training.get("corpus", []))
+    if difference is None and not described.startswith(corpus or "embedded"):
+        difference = f"corpus: trained on {described!r}, now {corpus or 'embedded'}"
+    return difference
+
+
+def ensure_tokenizer(args: argparse.Namespace, log: Callable[[str], None]) -> str:
+    """The student tokenizer folder: ``--student-tokenizer``, else OUT/tokenizer (trained here once)."""
+    if args.student_tokenizer is not None:
+        if not (Path(args.student_tokenizer) / "tokenizer_config.json").is_file():
+            raise ValueError(f"--student-tokenizer {args.student_tokenizer}: no tokenizer_config.json there "
+                             "(make one with ernie-tiny segment train)")
+        log(f"tokenizer: {args.student_tokenizer} (given)")
+        return args.student_tokenizer
+    directory = Path(args.out) / "tokenizer"
+    if (directory / "tokenizer_config.json").is_file():
+        difference = tokenizer_difference(directory, args.vocab_size, args.max_piece_chars, args.corpus)
+        if difference:
+            raise ValueError(f"{directory} holds a tokenizer with other settings ({difference}): delete it or "
+                             "choose another --out")
+        log(f"tokenizer: reused {directory}")
+        return str(directory)
+    from ernie_tiny.tokenization.subword import train_subword_tokenizer
+    from ernie_tiny.tokenization.subword.sources import EMBEDDED, read_corpus_sources
+
+    texts, described = read_corpus_sources([args.corpus or EMBEDDED])
+    log(f"tokenizer: training {args.vocab_size} pieces on {'; '.join(described)} into {directory}")
+    started = time.perf_counter()
+    train_subword_tokenizer(texts, directory, args.vocab_size, corpus_description=described,
+                            max_piece_chars=args.max_piece_chars)
+    log(f"tokenizer: {time.perf_counter() - started:.0f} s")
+    return str(directory)
+
+
+def run_general(values: dict) -> dict:
+    """General distillation in this process (resumed when cut short); its log goes to OUT/general/run.log."""
+    from rich.console import Console
+
+    from ernie_tiny.distill.config import GeneralDistillConfig
+    from ernie_tiny.distill.general import distill_general
+
+    out_dir = Path(values["out_dir"])
+    resume = (out_dir / "last.pt").is_file()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "run.log", "a", encoding="utf-8") as log:
+        console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
+        config = GeneralDistillConfig(**{**values, "resume": resume})
+        return timed(out_dir, "metrics.json", lambda: distill_general(config, console))
+
+
+def run_row(values: dict, recorded: dict) -> dict:
+    """One task distillation in this process (resumed when cut short); ``recorded`` goes into its metrics.json."""
+    from rich.console import Console
+
+    from ernie_tiny.distill.config import DistillConfig
+    from ernie_tiny.distill.task import distill
+
+    out_dir = Path(values["out_dir"])
+    resume = (out_dir / "last.pt").is_file()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "run.log", "a", encoding="utf-8") as log:
+        console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
+        config = DistillConfig(**{**values, "resume": resume})
+        metrics = timed(out_dir, "metrics.json", lambda: distill(config, console))
+    metrics.update(recorded)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    return metrics
+
+
+def task_teacher(table_task: str, given: dict[str, str], args: argparse.Namespace, log: Callable[[str], None]) -> str:
+    """The fine-tuned teacher folder of a task: the one given, else fine-tuned here (or reused)."""
+    if table_task in given:
+        return given[table_task]
+    values = finetune_values(Cell(table_task, "teacher", args.pretrained_teacher, TEACHER_SEED), teacher_args(args))
+    metrics = finished_metrics(values)
+    if metrics is None:
+        log(f"{table_task}: fine-tuning the pretrained teacher ({values['out_dir']}/run.log)")
+        metrics = run_cell(values, args.threads)
+        log(f"{table_task}: teacher {metrics['cell_wall_seconds']:.0f} s, load {metrics['load_average']}")
+    else:
+        log(f"{table_task}: teacher reused ({values['out_dir']})")
+    return str(Path(values["out_dir"]) / "best")
+
+
+# ---- the table -----------------------------------------------------------------------------------
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def summarise(results: dict[tuple[str, str, int], dict], tasks: list[str]) -> dict:
+    """Per task: the teacher's dev/test (x100), each row's mean over seeds and retention, and the targets.
+
+    ``results`` maps (task, row, seed) to a distill run's metrics.json; every row scores the same
+    teacher on the same dev/test examples, so the teacher's scores come from any of them.
+    """
+    summary: dict = {"tasks": {}, "target_retention": TARGET_RETENTION}
+    for task in tasks:
+        runs = {row: [m for (t, r, _), m in sorted(results.items()) if t == task and r == row] for row in ROWS}
+        done = [m for ms in runs.values() for m in ms]
+        if not done:
+            continue
+        main = done[0]["main_metric"]
+        entry: dict = {"metric": main,
+                       "teacher": {s: 100 * done[0]["teacher"][s][main] for s in ("dev", "test")}, "rows": {}}
+        for row, ms in runs.items():
+            if ms:
+                entry["rows"][row] = {
+                    "dev": mean([100 * m["student"]["dev"][main] for m in ms]),
+                    "test": mean([100 * m["student"]["test"][main] for m in ms]),
+                    "retention": mean([m["retention_pct"]["test"] for m in ms]),
+                    "test_per_seed": [100 * m["student"]["test"][main] for m in ms],
+                    "seeds": len(ms), "train_seconds": mean([m["train_seconds"] for m in ms])}
+        distilled, labels_only = entry["rows"].get("distilled-general"), entry["rows"].get("labels-only-general")
+        targets = {}
+        if distilled:
+            retention = distilled["retention"]
+            targets["retention"] = {"value": retention, "holds": retention >= TARGET_RETENTION}
+        if distilled and labels_only:
+            margin = distilled["test"] - labels_only["test"]
+            targets["beats_labels_only"] = {"margin": margin, "holds": margin > 0}
+        entry["targets"] = targets
+        summary["tasks"][task] = entry
+    checks = [t["holds"] for entry in summary["tasks"].values() for t in entry["targets"].values()]
+    complete = len(summary["tasks"]) == len(tasks) and all(len(e["targets"]) == 2 for e in summary["tasks"].values())
+    summary["targets_hold"] = bool(checks) and complete and all(checks)
+    return summary
+
+
+def yes_no(holds: bool) -> str:
+    return "yes" if holds else "**no**"
+
+
+def markdown(summary: dict, header: str) -> str:
+    """Per task: one line for the teacher, one per row (dev, test, retention, train s), then the targets."""
+    lines = [header, ""]
+    for task, entry in summary["tasks"].items():
+        teacher = entry["teacher"]
+        lines += [f"### {task} ({entry['metric']}, x100)", "",
+                  "| row | dev | test | retention (test) | test per seed | train s |", "|---|---|---|---|---|---|",
+                  f"| teacher (pretrained, fine-tuned) | {teacher['dev']:.2f} | {teacher['test']:.2f} | 100% | - | - |"]
+        for row, cell in entry["rows"].items():
+            per_seed = " / ".join(f"{v:.2f}" for v in cell["test_per_seed"])
+            lines.append(f"| {ROWS[row]} | {cell['dev']:.2f} | {cell['test']:.2f} | {cell['retention']:.1f}% | "
+                         f"{per_seed} | {cell['train_seconds']:.0f} |")
+        lines.append("")
+        targets = entry["targets"]
+        if "retention" in targets:
+            lines.append(f"- retention of distilled (general init) {targets['retention']['value']:.1f}% >= "
+                         f"{TARGET_RETENTION}%: {yes_no(targets['retention']['holds'])}")
+        if "beats_labels_only" in targets:
+            lines.append(f"- distilled (general init) beats labels-only (general init): "
+                         f"{targets['beats_labels_only']['margin']:+.2f} points, "
+                         f"{yes_no(targets['beats_labels_only']['holds'])}")
+        lines.append("")
+    lines.append(f"Targets hold on every task: {yes_no(summary['targets_hold'])}. Rows: mean over seeds of the "
+                 "dev-best step's checkpoint; retention = student test / teacher test, on the same examples.")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, path: Path, student: str) -> None:
+    """Grouped bars per task: teacher and each row's test accuracy; a dashed line at the retention target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary["tasks"])
+    names = ["teacher", *ROWS]
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(2.4 * len(tasks) + 2, 4.8), dpi=120)
+    for i, name in enumerate(names):
+        heights = [summary["tasks"][t]["teacher"]["test"] if name == "teacher"
+                   else summary["tasks"][t]["rows"].get(name, {}).get("test", 0.0) for t in tasks]
+        bars = ax.bar([k + i * width for k in range(len(tasks))], heights, width,
+                      label="teacher (pretrained, fine-tuned)" if name == "teacher" else ROWS[name])
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    for k, task in enumerate(tasks):
+        target = summary["tasks"][task]["teacher"]["test"] * TARGET_RETENTION / 100
+        ax.hlines(target, k - width / 2, k + width * (len(names) - 0.5), colors="black", linestyles="dashed",
+                  linewidth=0.8, label=f"{TARGET_RETENTION}% of the teacher" if k == 0 else None)
+    ax.set_xticks([k + width * (len(names) - 1) / 2 for k in range(len(tasks))], tasks)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{student}: general-distilled vs random init, distilled vs labels only", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pretrained-teacher", required=True, help="masked_lm checkpoint of ernie-tiny pretrain")
+    parser.add_argument("--task-teacher", action="append", default=[],
+                        help="TASK=CKPT_DIR, the pretrained teacher fine-tuned on TASK (repeat per task); "
+                             "a task without one is fine-tuned here")
+    parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma-separated, of {', '.join(TASK_FOLDERS)}")
+    parser.add_argument("--data-root", default="../shared/data")
+    parser.add_argument("--corpus", default=None, help="text file, one text per line (default: the embedded corpus)")
+    parser.add_argument("--student-preset", default="student-small")
+    parser.add_argument("--student-tokenizer", default=None, help="subword tokenizer folder [default: OUT/tokenizer, "
+                                                                  "trained on the corpus once]")
+    parser.add_argument("--vocab-size", type=int, default=50000, help="of the tokenizer trained into OUT/tokenizer")
+    parser.add_argument("--max-piece-chars", type=int, default=16, help="of the tokenizer trained into OUT/tokenizer")
+    parser.add_argument("--general-steps", type=int, default=2000)
+    parser.add_argument("--general-max-texts", type=int, default=None, help="general distillation on the first N texts")
+    parser.add_argument("--save-every", type=int, default=200, help="general distillation's last.pt saves")
+    parser.add_argument("--teacher-steps", type=int, default=300, help="fine-tuning steps of a teacher made here")
+    parser.add_argument("--teacher-limit", type=int, default=None, help="train rows of a teacher made here")
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps of every student row")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-len", type=int, default=64)
+    parser.add_argument("--augment", type=int, default=2, help="augmented copies per example (distilled rows)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--hard-weight", type=float, default=0.5, help="gold-label CE weight in distilled rows")
+    parser.add_argument("--feature-weight", type=float, default=1.0,
+                        help="weight of each embedding / hidden-state / attention term")
+    parser.add_argument("--loss-weights", default="{}", help="JSON: more DistillLossWeights fields (distilled rows)")
+    parser.add_argument("--distill-options", default="{}", help="JSON: more DistillConfig fields (distilled rows)")
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--limit", type=int, default=1500, help="train on the first N training rows")
+    parser.add_argument("--eval-limit", type=int, default=None, help="score only the first N dev/test rows")
+    parser.add_argument("--seeds", default="42")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="runs/students")
+    args = parser.parse_args(argv)
+    args.tasks = [t for t in args.tasks.split(",") if t]
+    unknown = [t for t in args.tasks if t not in TASK_FOLDERS]
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; choose from {', '.join(TASK_FOLDERS)}")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s]
+        args.loss_weights = json_object(args.loss_weights, "--loss-weights")
+        args.distill_options = json_object(args.distill_options, "--distill-options")
+    except ValueError as err:
+        parser.error(str(err))
+    if not (Path(args.pretrained_teacher) / "config.json").is_file():
+        parser.error(f"--pretrained-teacher {args.pretrained_teacher}: not a checkpoint folder (no config.json)")
+    return args
+
+
+def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
+    """All stages, reusing finished ones; writes students.json/.md after every row and students.png at the end."""
+    import torch
+
+    from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig
+    from ernie_tiny.distill.losses import DistillLossWeights
+
+    torch.set_num_threads(args.threads)
+    check_options(args.loss_weights, DistillLossWeights, "--loss-weights")
+    plain_args = argparse.Namespace(**{**vars(args), "distill_options": {}})
+    set_here = frozenset(row_values("distilled-random", args.tasks[0], 0, plain_args, "", "", "")) | {"resume"}
+    check_options(args.distill_options, DistillConfig, "--distill-options", set_here)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    teachers = parse_task_teachers(args.task_teacher, args.tasks)
+    tokenizer_dir = ensure_tokenizer(args, log)
+    values = general_values(args, tokenizer_dir)
+    general = finished_run(values["out_dir"], resolved(GeneralDistillConfig, values))
+    if general is None:
+        log(f"general distillation: {args.general_steps} steps ({values['out_dir']}/run.log)")
+        general = run_general(values)
+        log(f"general distillation: {general['stage_wall_seconds']:.0f} s, load {general['load_average']}")
+    else:
+        log(f"general distillation: reused {values['out_dir']}")
+    recorded = {"general_init": general_fingerprint(general)}
+    header = (f"## {args.student_preset} from the pretrained teacher\n\nPretrained teacher {args.pretrained_teacher}; "
+              f"general distillation {args.general_steps} steps on {args.corpus or 'the embedded corpus'} "
+              f"({general['train_seconds']:.0f} s train); tokenizer {tokenizer_dir}; "
+              f"every row {args.steps} steps, batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, "
+              f"first {args.limit or 'all'} train rows, seeds {','.join(map(str, args.seeds))}; distilled rows: "
+              f"joint, augment {args.augment}, T {args.temperature}, hard weight {args.hard_weight}, feature weight "
+              f"{args.feature_weight}{', ' + json.dumps(args.loss_weights) if args.loss_weights else ''}"
+              f"{', ' + json.dumps(args.distill_options) if args.distill_options else ''}.")
+    results: dict[tuple[str, str, int], dict] = {}
+    summary: dict = {}
+    cells = [(task, row, seed) for task in args.tasks for row in ROWS for seed in args.seeds]
+    teacher_dirs: dict[str, str] = {}
+    for index, (task, row, seed) in enumerate(cells, 1):
+        if task not in teacher_dirs:
+            teacher_dirs[task] = task_teacher(task, teachers, args, log)
+        values = row_values(row, task, seed, args, teacher_dirs[task], tokenizer_dir, str(general["student_dir"]))
+        row_recorded = recorded if row.endswith(GENERAL) else {}
+        prefix = f"[{index}/{len(cells)}] {task} {ROWS[row]} seed {seed}"
+        metrics = finished_run(values["out_dir"], resolved(DistillConfig, values), row_recorded)
+        status = "reused"
+        if metrics is None:
+            log(f"{prefix}: distilling ({values['out_dir']}/run.log)")
+            metrics = run_row(values, row_recorded)
+            status = f"{metrics['stage_wall_seconds']:.0f} s, load {metrics['load_average']}"
+        results[(task, row, seed)] = metrics
+        log(f"{prefix}: test {100 * metrics['student']['test'][metrics['main_metric']]:.2f}, retention "
+            f"{metrics['retention_pct']['test']:.1f}% ({status})")
+        summary = summarise(results, args.tasks)
+        summary["settings"] = vars(args)
+        summary["general"] = {k: general[k] for k in ("student_dir", "steps", "texts", "train_seconds")}
+        summary["teachers"] = teacher_dirs
+        (out / "students.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+        teachers_line = "Task teachers: " + ", ".join(f"{t} {d}" for t, d in teacher_dirs.items()) + "."
+        (out / "students.md").write_text(markdown(summary, f"{header}\n\n{teachers_line}") + "\n", encoding="utf-8")
+    plot(summary, out / "students.png", args.student_preset)
+    log(markdown(summary, f"{header}\n\n{teachers_line}"))
+    return summary
+
+
+def main() -> None:
+    args = parse_args()
+    try:
+        measure(args, lambda line: print(line, flush=True))
+    except ValueError as err:  # a bad setting or a folder run with other settings: one line
+        raise SystemExit(f"pretrained_students: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""benchmarks/pretrained_students.py's helpers: the rows' settings, reuse of finished stages, the table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a dataclass looks its module up while it is being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+students = load_script("pretrained_students")
+
+
+def checkpoint(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    return folder
+
+
+def script_args(tmp_path: Path, *more: str):
+    teacher = checkpoint(tmp_path / "mlm")
+    return students.parse_args(["--pretrained-teacher", str(teacher), "--out", str(tmp_path / "out"),
+                                "--seeds", "42,43", *more])
+
+
+def test_every_row_shares_the_budget_and_only_the_init_and_objective_differ(tmp_path):
+    from ernie_tiny.distill.config import DistillConfig, Stage
+
+    args = script_args(tmp_path, "--loss-weights", '{"scale_by_t2": false}')
+    rows = {row: students.row_values(row, "lcqmc", 43, args, "teacher/best", "tok", "general/student")
+            for row in students.ROWS}
+    shared = ("teacher", "task", "data_dir", "student_tokenizer", "steps_prediction", "max_len", "limit", "optim")
+    for name in shared:
+        assert len({json.dumps(values[name]) for values in rows.values()}) == 1, name
+    assert rows["distilled-general"]["optim"]["seed"] == 43 and rows["distilled-general"]["data_dir"].endswith("lcqmc")
+    assert len({values["out_dir"] for values in rows.values()}) == 3
+    assert rows["distilled-general"]["student_init"] == rows["labels-only-general"]["student_init"] == "general/student"
+    random_init = rows["distilled-random"]
+    assert random_init["student_init"] is None and random_init["student_preset"] == "student-small"
+    assert rows["distilled-general"]["loss_weights"] == rows["distilled-random"]["loss_weights"]
+    assert rows["distilled-general"]["loss_weights"]["hard"] == 0.5
+    assert rows["distilled-general"]["loss_weights"]["scale_by_t2"] is False
+    labels_only = rows["labels-only-general"]
+    assert labels_only["augment"] == 0 and labels_only["loss_weights"] == {"soft": 0.0, "hard": 1.0}
+    assert rows["distilled-random"]["augment"] == 2
+    configs = {row: DistillConfig(**values) for row, values in rows.items()}  # each is a valid run config
+    assert configs["labels-only-general"].stage is Stage.prediction
+    assert configs["distilled-general"].stage is Stage.joint
+
+
+def test_a_finished_stage_is_reused_only_with_the_same_settings(tmp_path):
+    values = {"teacher": "t", "out_dir": str(tmp_path / "run"), "steps": 10, "optim": {"lr": 5e-4, "seed": 42}}
+    assert students.finished_run(values["out_dir"], values) is None  # nothing ran there
+    saved = {**values, "out_dir": "elsewhere", "resume": True, "optim": {"lr": 5e-4, "seed": 42, "weight_decay": 0.01}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"config": saved, "general_init": {"steps": 5}}))
+    assert students.finished_run(values["out_dir"], values, {"general_init": {"steps": 5}})["config"] == saved
+    with pytest.raises(ValueError, match=r"optim.lr: ran with 0.0005, now 0.001"):
+        students.finished_run(values["out_dir"], {**values, "optim": {"lr": 1e-3}})
+    with pytest.raises(ValueError, match=r"general_init.steps: ran with 5, now 6"):  # a rerun general student
+        students.finished_run(values["out_dir"], values, {"general_init": {"steps": 6}})
+
+
+def test_a_default_changed_since_a_run_finished_counts_as_another_setting(tmp_path):
+    from ernie_tiny.distill.config import DistillConfig
+
+    args = script_args(tmp_path)
+    values = students.row_values("distilled-random", "lcqmc", 42, args, "teacher/best", "tok", "general/student")
+    wanted = students.resolved(DistillConfig, values)
+    assert wanted["stage"] == "joint" and wanted["layer_map"] == "tinybert"  # defaults, as plain values
+    assert wanted["loss_weights"]["soft"] == 1.0 and wanted["optim"]["seed"] == 42
+    out_dir = Path(values["out_dir"])
+    out_dir.mkdir(parents=True)
+    saved = json.loads(json.dumps(wanted))
+    (out_dir / "metrics.json").write_text(json.dumps({"config": saved}))
+    assert students.finished_run(out_dir, wanted) is not None
+    del saved["loss_weights"]["soft"]  # a run from before that field existed
+    (out_dir / "metrics.json").write_text(json.dumps({"config": saved}))
+    with pytest.raises(ValueError, match=r"loss_weights.soft: ran with None, now 1.0"):
+        students.finished_run(out_dir, wanted)
+
+
+def test_task_teachers_are_checked_before_anything_runs(tmp_path):
+    good = checkpoint(tmp_path / "htl")
+    tasks = ["chnsenticorp_htl", "lcqmc"]
+    assert students.parse_task_teachers([f"chnsenticorp_htl={good}"], tasks) == {"chnsenticorp_htl": str(good)}
+    for items, message in (([str(good)], "expected TASK=CHECKPOINT_DIR"), ([f"ocnli={good}"], "not in --tasks"),
+                           ([f"lcqmc={good}", f"lcqmc={good}"], "a second teacher"),
+                           ([f"lcqmc={tmp_path}"], "not a checkpoint folder")):
+        with pytest.raises(ValueError, match=message):
+            students.parse_task_teachers(items, tasks)
+
+
+def test_bad_options_stop_with_one_line(tmp_path, capsys):
+    for more in (["--tasks", "lcqmc,imdb"], ["--loss-weights", "[1]"], ["--distill-options", "{bad"]):
+        with pytest.raises(SystemExit):
+            script_args(tmp_path / str(len(more[1])), *more)
+    assert "unknown tasks ['imdb']" in capsys.readouterr().err
+    from ernie_tiny.distill.config import DistillConfig
+    from ernie_tiny.distill.losses import DistillLossWeights
+
+    with pytest.raises(ValueError, match="no field 'warmup'"):
+        students.check_options({"warmup": 1}, DistillLossWeights, "--loss-weights")
+    with pytest.raises(ValueError, match="max_len is set for every row"):
+        students.check_options({"max_len": 32}, DistillConfig, "--distill-options", frozenset({"max_len"}))
+    students.check_options({"layer_map": "uniform"}, DistillConfig, "--distill-options", frozenset({"max_len"}))
+
+
+def test_the_general_stage_and_a_trained_tokenizer_are_matched_on_their_settings(tmp_path):
+    from ernie_tiny.distill.config import GeneralDistillConfig
+
+    args = script_args(tmp_path, "--general-steps", "300")
+    values = students.general_values(args, "out/tokenizer")
+    assert GeneralDistillConfig(**values).steps == 300 and values["out_dir"].endswith("general")
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    training = {"vocab_size_requested": 50000, "max_piece_chars": 16, "corpus": ["embedded: People's Daily (...)"]}
+    (folder / "tokenizer_config.json").write_text(json.dumps({"kind": "subword", "training": training}))
+    assert students.tokenizer_difference(folder, 50000, 16, None) is None
+    assert "vocab_size_requested: ran with 50000, now 20000" in students.tokenizer_difference(folder, 20000, 16, None)
+    assert "corpus" in students.tokenizer_difference(folder, 50000, 16, "my/corpus.txt")
+
+
+def distill_metrics(student_test: float, teacher_test: float = 0.80) -> dict:
+    """The fields of a distill run's metrics.json that the table reads."""
+    return {"main_metric": "accuracy", "teacher": {"dev": {"accuracy": 0.82}, "test": {"accuracy": teacher_test}},
+            "student": {"dev": {"accuracy": student_test + 0.01}, "test": {"accuracy": student_test}},
+            "retention_pct": {"test": 100 * student_test / teacher_test}, "train_seconds": 60.0}
+
+
+def test_the_table_states_retention_and_both_targets_per_task(tmp_path):
+    results = {("lcqmc", "distilled-general", 42): distill_metrics(0.79),
+               ("lcqmc", "distilled-general", 43): distill_metrics(0.77),
+               ("lcqmc", "distilled-random", 42): distill_metrics(0.70),
+               ("lcqmc", "labels-only-general", 42): distill_metrics(0.76),
+               ("chnsenticorp_htl", "distilled-general", 42): distill_metrics(0.70),
+               ("chnsenticorp_htl", "labels-only-general", 42): distill_metrics(0.72)}
+    summary = students.summarise(results, ["chnsenticorp_htl", "lcqmc"])
+    lcqmc = summary["tasks"]["lcqmc"]
+    assert lcqmc["teacher"]["test"] == pytest.approx(80.0)
+    assert lcqmc["rows"]["distilled-general"]["test"] == pytest.approx(78.0)
+    assert lcqmc["rows"]["distilled-general"]["retention"] == pytest.approx(97.5)  # (98.75 + 96.25) / 2
+    assert lcqmc["rows"]["distilled-general"]["test_per_seed"] == pytest.approx([79.0, 77.0])
+    assert lcqmc["targets"]["retention"]["holds"] and lcqmc["targets"]["beats_labels_only"]["holds"]
+    htl = summary["tasks"]["chnsenticorp_htl"]
+    assert not htl["targets"]["retention"]["holds"]  # 87.5%
+    assert htl["targets"]["beats_labels_only"]["margin"] == pytest.approx(-2.0)
+    assert summary["targets_hold"] is False
+    table = students.markdown(summary, "## header")
+    assert "| distilled (general init) | 79.00 | 78.00 | 97.5% | 79.00 / 77.00 | 60 |" in table
+    assert "retention of distilled (general init) 87.5% >= 97.4%: **no**" in table
+    assert "-2.00 points, **no**" in table and "Targets hold on every task: **no**" in table
+    only_lcqmc = students.summarise({k: v for k, v in results.items() if k[0] == "lcqmc"}, ["lcqmc"])
+    assert only_lcqmc["targets_hold"] is True
+    partial = students.summarise({k: v for k, v in results.items() if k[0] == "lcqmc"}, ["chnsenticorp_htl", "lcqmc"])
+    assert partial["targets_hold"] is False  # a task without results is no pass
+    students.plot(summary, tmp_path / "students.png", "student-small")
+    assert (tmp_path / "students.png").stat().st_size > 1000
