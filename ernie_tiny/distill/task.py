@@ -81,13 +81,13 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
     out_dir = Path(config.out_dir)
     refuse_finished_run(out_dir, config.resume)
     teacher = teacher_for_task(config.teacher, task, ctx.device)
-    examples = load_splits(task, config.data_dir, config.limit, config.eval_limit)
     setup = setup_student(config, teacher, task.head, task.num_labels, list(task.labels), ctx, console)
     student_tok, student_config, layer_map = setup.tokenizer, setup.student_config, setup.layer_map
-    if task.kind is TaskKind.ner and student_tok.tokenizer.kind != "char":
+    if task.kind is TaskKind.ner and student_tok.tokenizer.kind != "char":  # refused before the data is read
         raise ValueError(f"task {task.name} distils into a char student, one token per tagged char "
                          f"(--student-tokenizer char, or a --student-init with a char tokenizer); the student "
                          f"tokenizer here is {student_tok.tokenizer.kind} ({student_tok.source})")
+    examples = load_splits(task, config.data_dir, config.limit, config.eval_limit)
     items, augmented = training_items(config, examples["train"], teacher.tokenizer, student_tok, ctx, console)
     cache = teacher_cache(config, teacher.config, layer_map, items)
     evaluator = SplitEvaluator(task, examples, config.max_len, config.eval_batch_size, ctx)
