@@ -7,6 +7,13 @@ so that DDP averages both their gradients; its ``forward`` returns the stage's
 A token-classification student (NER) is distilled per token: the teacher's tag logits are
 brought to student positions (:func:`~ernie_tiny.distill.align.align_token_logits`) and
 the soft cross-entropy averages over the tag slots only (:func:`token_targets_valid`).
+
+With ``weights.feature_balance == first_step`` the joint stage scales the layer-map total by
+:func:`~ernie_tiny.distill.losses.feature_balance_factor` of its first step, kept in the
+``feature_factor`` buffer (0 until then; saved in ``last.pt``, so a resumed run keeps it;
+under DDP the buffer is broadcast from rank 0 at every forward, so all ranks use rank 0's)::
+
+    L = c * sum_k w_k L_k + w_soft L_soft + w_hard L_hard,   c = feature_ratio * P_0 / F_0
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from ernie_tiny.distill.losses import (
     AttentionLossKind,
     DistillLossWeights,
     DistillMasks,
+    FeatureBalance,
     compute_intermediate_loss,
     compute_prediction_loss,
+    feature_balance_factor,
 )
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import EncoderOutput
@@ -53,13 +62,16 @@ class DistillObjective(nn.Module):
         self.weights = weights
         self.attention_loss = attention_loss
         self.needs_attention = weights.attention > 0 and any(m.feature is Feature.attention for m in layer_map)
+        self.balances = weights.feature_balance is FeatureBalance.first_step
+        if self.balances:
+            self.register_buffer("feature_factor", torch.tensor(0.0))  # 0: not set yet (a set one is > 0)
 
     def forward(self, batch: DistillBatch, teacher: TeacherTargets | None, stage: Stage) -> StepLoss:
         """The stage's loss: layer-map terms (intermediate), prediction terms (prediction), or their sum (joint)."""
         features = stage.matches_features
         out = self.student(batch.student.input_ids, batch.student.token_type_ids, batch.student.attention_mask,
                            output_hidden_states=features, output_attention_scores=features and self.needs_attention)
-        total = torch.zeros((), device=batch.student.input_ids.device)
+        feature_total = prediction_total = None
         terms: dict[str, torch.Tensor] = {}
         if features:
             encoder = out if isinstance(out, EncoderOutput) else out.encoder
@@ -67,7 +79,7 @@ class DistillObjective(nn.Module):
             feature_total, feature_terms = compute_intermediate_loss(
                 encoder, teacher.encoder, self.projection, self.layer_map, batch.aligned, masks, self.weights,
                 self.attention_loss)
-            total, terms = total + feature_total, {**terms, **feature_terms}
+            terms.update(feature_terms)
         if stage.matches_logits:
             # Augmented rows carry no gold label; a batch of only such rows has no hard term.
             weights = self.weights if batch.has_labels else replace(self.weights, hard=0.0)
@@ -78,8 +90,19 @@ class DistillObjective(nn.Module):
                 logits = None if logits is None else align_token_logits(logits, batch.aligned.cover.to(logits.device))
             prediction_total, prediction_terms = compute_prediction_loss(out.logits, logits, batch.labels, weights,
                                                                          valid)
-            total, terms = total + prediction_total, {**terms, **prediction_terms}
+            terms.update(prediction_terms)
+        if feature_total is not None and prediction_total is not None and self.balances:
+            feature_total = feature_total * self.balance_factor(feature_total, prediction_total)
+        total = sum(t for t in (feature_total, prediction_total) if t is not None)
         return StepLoss(total, terms)
+
+    def balance_factor(self, feature_total: torch.Tensor, prediction_total: torch.Tensor) -> torch.Tensor:
+        """The first step's :func:`feature_balance_factor`, computed then and kept (no host sync: a ``where``)."""
+        first = feature_balance_factor(feature_total, prediction_total, self.weights.feature_ratio)
+        factor = torch.where(self.feature_factor > 0, self.feature_factor, first.to(self.feature_factor.dtype))
+        if self.training:
+            self.feature_factor.copy_(factor)
+        return factor
 
     def term_names(self, stage: Stage) -> list[str]:
         """The loss terms a stage can log (those with a weight > 0), in a fixed order."""
