@@ -244,38 +244,36 @@ def ensure_tokenizer(args: argparse.Namespace, log: Callable[[str], None]) -> st
     return str(directory)
 
 
-def run_general(values: dict) -> dict:
-    """General distillation in this process (resumed when cut short); its log goes to OUT/general/run.log."""
+def run_in_folder(values: dict, build_config, run) -> dict:
+    """Run one stage in this process, resumed when cut short; its log goes to OUT_DIR/run.log."""
     from rich.console import Console
 
+    out_dir = Path(values["out_dir"])
+    resume = (out_dir / "last.pt").is_file()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "run.log", "a", encoding="utf-8") as log:
+        console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
+        config = build_config(**{**values, "resume": resume})
+        return timed(out_dir, "metrics.json", lambda: run(config, console))
+
+
+def run_general(values: dict) -> dict:
+    """General distillation into OUT/general."""
     from ernie_tiny.distill.config import GeneralDistillConfig
     from ernie_tiny.distill.general import distill_general
 
-    out_dir = Path(values["out_dir"])
-    resume = (out_dir / "last.pt").is_file()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "run.log", "a", encoding="utf-8") as log:
-        console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
-        config = GeneralDistillConfig(**{**values, "resume": resume})
-        return timed(out_dir, "metrics.json", lambda: distill_general(config, console))
+    return run_in_folder(values, GeneralDistillConfig, distill_general)
 
 
 def run_row(values: dict, recorded: dict) -> dict:
-    """One task distillation in this process (resumed when cut short); ``recorded`` goes into its metrics.json."""
-    from rich.console import Console
-
+    """One task distillation; ``recorded`` goes into its metrics.json."""
     from ernie_tiny.distill.config import DistillConfig
     from ernie_tiny.distill.task import distill
 
-    out_dir = Path(values["out_dir"])
-    resume = (out_dir / "last.pt").is_file()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "run.log", "a", encoding="utf-8") as log:
-        console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
-        config = DistillConfig(**{**values, "resume": resume})
-        metrics = timed(out_dir, "metrics.json", lambda: distill(config, console))
+    metrics = run_in_folder(values, DistillConfig, distill)
     metrics.update(recorded)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False),
+                                                          encoding="utf-8")
     return metrics
 
 
