@@ -52,7 +52,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark whose teacher settings we share
-from pretrained_pipeline import TASK_FOLDERS, Cell, finetune_values, finished_metrics, run_cell  # noqa: E402
+from pretrained_pipeline import TASK_FOLDERS, Cell, finetune_values, finished_metrics, mean, run_cell  # noqa: E402
 
 GENERAL = "general"  # row keys ending in -general start from the general-distilled student
 ROWS = {"distilled-general": "distilled (general init)", "distilled-random": "distilled (random init)",
@@ -293,10 +293,6 @@ def task_teacher(table_task: str, given: dict[str, str], args: argparse.Namespac
 
 
 # ---- the table -----------------------------------------------------------------------------------
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
 
 def summarise(results: dict[tuple[str, str, int], dict], tasks: list[str]) -> dict:
     """Per task: the teacher's dev/test (x100), each row's mean over seeds and retention, and the targets.
