@@ -61,7 +61,8 @@ def row_config(row: str, args: argparse.Namespace) -> dict:
                 max_len=args.max_len, augment=args.augment, limit=args.limit, eval_limit=args.eval_limit, device="cpu",
                 augment_cache_dir=str(Path(args.out) / "pos-cache"),
                 loss_weights={"temperature": args.temperature, "hard": args.hard_weight,
-                              **{name: getattr(args, name) for name in ("feature_balance", "feature_ratio")
+                              **{name: getattr(args, name) for name in ("feature_balance", "feature_ratio",
+                                                                        "feature_warmup")
                                  if getattr(args, name) is not None},
                               **dict.fromkeys(("embedding", "hidden", "attention"), args.feature_weight)})
     schedules = {"joint": {"stage": "joint", "steps_prediction": total}, "two-stage": {"stage": "both"}}
@@ -191,6 +192,9 @@ def main() -> None:
                              "prediction loss of the first step; none keeps the weights [default: DistillLossWeights']")
     parser.add_argument("--feature-ratio", type=float, default=None,
                         help="layer-wise / prediction loss at the first joint step [default: DistillLossWeights']")
+    parser.add_argument("--feature-warmup", type=float, default=None,
+                        help="joint rows: share of the steps over which the layer-wise total ramps from 0 "
+                             "[default: DistillLossWeights']")
     parser.add_argument("--hard-weight", type=float, default=0.0, help="gold-label CE weight in distilled rows")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=64)
@@ -240,7 +244,7 @@ def main() -> None:
               f"{any_run['presets']['student']}; batch {args.batch_size}, max_len {args.max_len}, lr {args.lr}, "
               f"augment {args.augment}, temperature {args.temperature}, hard weight {args.hard_weight}, "
               f"feature weight {args.feature_weight}, feature balance {args.feature_balance or 'default'} "
-              f"(ratio {args.feature_ratio or 'default'}); ablations of the {args.method} method; "
+              f"(ratio {args.feature_ratio or 'default'}), feature warm-up {args.feature_warmup or 'default'}; ablations of the {args.method} method; "
               f"{len(rows)} student runs, {args.jobs} at a time, {wall / 60:.1f} min wall.\n\n")
     (out / "quality.md").write_text(header + table(results, main_metric), encoding="utf-8")
     print(header + table(results, main_metric))

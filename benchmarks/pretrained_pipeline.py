@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,14 +86,15 @@ def finished_metrics(values: dict) -> dict | None:
     return metrics
 
 
-def run_cell(values: dict, threads: int) -> dict:
-    """Fine-tune one cell in this process; its log goes to OUT_DIR/run.log."""
-    import torch
+def run_in_folder(values: dict, build_config: Callable[..., object], run: Callable[[object, object], None],
+                  wall_key: str) -> dict:
+    """Run one stage in this process, resumed when cut short; its log goes to OUT_DIR/run.log.
+
+    ``build_config(**values, resume=...)`` makes the stage's config and ``run(config, console)`` runs
+    it; the stage's metrics.json gets its wall seconds (``wall_key``) and the load average before/after.
+    """
     from rich.console import Console
 
-    from ernie_tiny.finetune import FinetuneConfig, finetune
-
-    torch.set_num_threads(threads)
     out_dir = Path(values["out_dir"])
     resume = (out_dir / "last.pt").is_file()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,12 +102,23 @@ def run_cell(values: dict, threads: int) -> dict:
     started = time.perf_counter()
     with open(out_dir / "run.log", "a", encoding="utf-8") as log:
         console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
-        finetune(FinetuneConfig.from_dict({**values, "resume": resume}), console)
-    metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
-    metrics["cell_wall_seconds"] = round(time.perf_counter() - started, 1)
+        run(build_config(**{**values, "resume": resume}), console)
+    path = out_dir / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    metrics[wall_key] = round(time.perf_counter() - started, 1)
     metrics["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     return metrics
+
+
+def run_cell(values: dict, threads: int) -> dict:
+    """Fine-tune one cell in this process (see :func:`run_in_folder`)."""
+    import torch
+
+    from ernie_tiny.finetune import FinetuneConfig, finetune
+
+    torch.set_num_threads(threads)
+    return run_in_folder(values, lambda **v: FinetuneConfig.from_dict(v), finetune, "cell_wall_seconds")
 
 
 def mean(values: list[float]) -> float:

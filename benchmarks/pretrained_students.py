@@ -45,18 +45,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark whose teacher settings we share
-from pretrained_pipeline import TASK_FOLDERS, Cell, finetune_values, finished_metrics, mean, run_cell  # noqa: E402
+from pretrained_pipeline import (TASK_FOLDERS, Cell, finetune_values, finished_metrics, mean, run_cell,  # noqa: E402
+                                 run_in_folder)
 
 GENERAL = "general"  # row keys ending in -general start from the general-distilled student
 ROWS = {"distilled-general": "distilled (general init)", "distilled-random": "distilled (random init)",
         "labels-only-general": "labels-only (general init)"}
+STAGE_WALL = "stage_wall_seconds"  # the key of each stage's wall time in its metrics.json
 TARGET_RETENTION = 97.4  # % of the teacher's test accuracy, for distilled (general init)
 DEFAULT_TASKS = "chnsenticorp_htl,lcqmc"
 TEACHER_SEED = 42  # the seed of the teachers pretrained_pipeline.py fine-tunes
@@ -192,19 +193,6 @@ def json_object(text: str, option: str) -> dict:
 
 # ---- the stages ----------------------------------------------------------------------------------
 
-def timed(out_dir: Path, metrics_name: str, run: Callable[[], None]) -> dict:
-    """Run one stage; add its wall seconds and the load average before/after to its metrics.json."""
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    run()
-    path = out_dir / metrics_name
-    metrics = json.loads(path.read_text(encoding="utf-8"))
-    metrics["stage_wall_seconds"] = round(time.perf_counter() - started, 1)
-    metrics["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-    return metrics
-
-
 def tokenizer_difference(directory: Path, vocab_size: int, max_piece_chars: int, corpus: str | None) -> str | None:
     """How a trained tokenizer folder differs from the settings asked for; None when it matches."""
     training = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8")).get("training", {})
@@ -244,25 +232,12 @@ def ensure_tokenizer(args: argparse.Namespace, log: Callable[[str], None]) -> st
     return str(directory)
 
 
-def run_in_folder(values: dict, build_config, run) -> dict:
-    """Run one stage in this process, resumed when cut short; its log goes to OUT_DIR/run.log."""
-    from rich.console import Console
-
-    out_dir = Path(values["out_dir"])
-    resume = (out_dir / "last.pt").is_file()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "run.log", "a", encoding="utf-8") as log:
-        console = Console(file=log, width=160, force_terminal=False, force_interactive=False)
-        config = build_config(**{**values, "resume": resume})
-        return timed(out_dir, "metrics.json", lambda: run(config, console))
-
-
 def run_general(values: dict) -> dict:
     """General distillation into OUT/general."""
     from ernie_tiny.distill.config import GeneralDistillConfig
     from ernie_tiny.distill.general import distill_general
 
-    return run_in_folder(values, GeneralDistillConfig, distill_general)
+    return run_in_folder(values, GeneralDistillConfig, distill_general, STAGE_WALL)
 
 
 def run_row(values: dict, recorded: dict) -> dict:
@@ -270,7 +245,7 @@ def run_row(values: dict, recorded: dict) -> dict:
     from ernie_tiny.distill.config import DistillConfig
     from ernie_tiny.distill.task import distill
 
-    metrics = run_in_folder(values, DistillConfig, distill)
+    metrics = run_in_folder(values, DistillConfig, distill, STAGE_WALL)
     metrics.update(recorded)
     (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False),
                                                           encoding="utf-8")
@@ -470,7 +445,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     if general is None:
         log(f"general distillation: {args.general_steps} steps ({values['out_dir']}/run.log)")
         general = run_general(values)
-        log(f"general distillation: {general['stage_wall_seconds']:.0f} s, load {general['load_average']}")
+        log(f"general distillation: {general[STAGE_WALL]:.0f} s, load {general['load_average']}")
     else:
         log(f"general distillation: reused {values['out_dir']}")
     recorded = {"general_init": general_fingerprint(general)}
@@ -497,7 +472,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         if metrics is None:
             log(f"{prefix}: distilling ({values['out_dir']}/run.log)")
             metrics = run_row(values, row_recorded)
-            status = f"{metrics['stage_wall_seconds']:.0f} s, load {metrics['load_average']}"
+            status = f"{metrics[STAGE_WALL]:.0f} s, load {metrics['load_average']}"
         results[(task, row, seed)] = metrics
         log(f"{prefix}: test {100 * metrics['student']['test'][metrics['main_metric']]:.2f}, retention "
             f"{metrics['retention_pct']['test']:.1f}% ({status})")

@@ -8,7 +8,8 @@ import torch
 from ernie_tiny.distill.config import Stage
 from ernie_tiny.distill.data import TeacherTargets, build_items, collate_distill
 from ernie_tiny.distill.layer_map import layer_map_preset
-from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights, FeatureBalance, feature_balance_factor
+from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, FeatureBalance, feature_balance_factor,
+                                      feature_warmup_factor)
 from ernie_tiny.distill.objective import DistillObjective
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model
@@ -136,3 +137,34 @@ def test_config_reads_the_balance_from_a_saved_dict(tmp_path):
         == config.loss_weights
     assert DistillConfig(teacher="t", task="reviews", out_dir=str(tmp_path)).loss_weights.feature_balance \
         is FeatureBalance.none  # the measured default
+
+
+def test_feature_warmup_factor_ramps_linearly_from_zero():
+    assert [feature_warmup_factor(s, 10, 0.4) for s in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert feature_warmup_factor(0, 10, 0.0) == 1.0  # no warm-up
+    assert feature_warmup_factor(0, 10, 0.05) == 1.0  # a ramp shorter than one step is none
+    assert feature_warmup_factor(3, 300, 1.0) == pytest.approx(0.01)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="feature_warmup"):
+            DistillLossWeights(feature_warmup=bad)
+
+
+def test_joint_loss_ramps_the_layer_map_total_and_leaves_other_stages_alone():
+    weights = DistillLossWeights(hidden=2.0, hard=0.5, feature_warmup=0.5)
+    objective, teacher, tokenizer = _objective(weights)
+    objective.eval()  # no dropout: every step sees the same terms, only the factor moves
+    batch = _batch(tokenizer, TEXTS[:4], [1, 0, 0, 1])
+    targets = _teacher(teacher, batch)
+    totals = {}
+    for step in (0, 2, 5, 9):
+        objective.start_step(step, 10)
+        loss = objective(batch, targets, Stage.joint)
+        feature, prediction = _parts(objective, loss, weights)
+        totals[step] = loss.total.item()
+        assert loss.total.item() == pytest.approx(min(1.0, step / 5) * feature + prediction, rel=1e-5), step
+    assert totals[0] < totals[2] < totals[5] == pytest.approx(totals[9], rel=1e-6)
+    objective.start_step(0, 10)  # factor 0: the intermediate stage still trains on its full terms
+    intermediate = objective(batch, targets, Stage.intermediate)
+    assert intermediate.total.item() == pytest.approx(sum(
+        weights.match_weight(m) * intermediate.terms[n].item()
+        for m, n in zip(objective.layer_map, objective.layer_map.term_names())), rel=1e-5)

@@ -163,3 +163,25 @@ def test_data_workers_build_the_same_batches_as_the_inline_path(tmp_path):
     train(spec, optim, run_context(tmp_path / "workers"))
     for name, value in inline.items():
         assert torch.equal(value, model.state_dict()[name]), name
+
+
+def test_before_step_sees_every_step_once_and_a_resumed_run_continues_from_its_step(tmp_path):
+    optim = OptimConfig(lr=1e-2, batch_size=8, save_every=2, grad_accum=2)
+    seen: list[int] = []
+
+    class Crash(Exception):
+        pass
+
+    def crash(step: int) -> None:
+        if step == 3:
+            raise Crash  # last.pt holds step 2
+
+    out = tmp_path / "run"
+    with pytest.raises(Crash):
+        train(toy_spec(Toy(), examples(), optim, 5, before_step=seen.append), optim, run_context(out, after_step=crash))
+    assert seen == [0, 1, 2]  # once per step, not per micro-batch
+    saved = read_training_state(out / LAST_STATE)
+    resumed: list[int] = []
+    train(toy_spec(Toy(), examples(), optim, 5, before_step=resumed.append), optim,
+          run_context(out, resume_step=saved.step), saved)
+    assert resumed == [2, 3, 4]

@@ -19,8 +19,8 @@ from ernie_tiny.commands.options import (DEFAULT_DEVICE, BatchSizeOpt, DataDirOp
                                          RunDirOpt, SeedOpt, TaskName, TaskOpt, ThreadsOpt)
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
 from ernie_tiny.distill.general import distill_general as run_general
-from ernie_tiny.distill.losses import (DEFAULT_FEATURE_BALANCE, DEFAULT_FEATURE_RATIO, AttentionLossKind,
-                                       DistillLossWeights, FeatureBalance)
+from ernie_tiny.distill.losses import (DEFAULT_FEATURE_BALANCE, DEFAULT_FEATURE_RATIO, DEFAULT_FEATURE_WARMUP,
+                                       AttentionLossKind, DistillLossWeights, FeatureBalance)
 from ernie_tiny.distill.task import distill as run_distill
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
@@ -73,6 +73,9 @@ def distill(
                                ] = DEFAULT_FEATURE_BALANCE,
     feature_ratio: Annotated[float, typer.Option(help="Layer-wise / prediction loss at the first joint step "
                                                       "(--feature-balance first_step).")] = DEFAULT_FEATURE_RATIO,
+    feature_warmup: Annotated[float, typer.Option(help="Joint stage: the share of its steps over which the "
+                                                       "layer-wise total ramps linearly from 0 to full weight "
+                                                       "(0: full from the first step).")] = DEFAULT_FEATURE_WARMUP,
     attention_loss: AttentionLoss = AttentionLossKind.kl,
     steps_intermediate: Annotated[int, typer.Option(help="Steps of the intermediate stage (--stage both/intermediate).")] = 300,
     steps_prediction: Annotated[int, typer.Option(help="Steps of the prediction (or joint) stage.")] = 300,
@@ -105,7 +108,8 @@ def distill(
         device = resolve_device(device)  # before anything is written: a missing GPU leaves no --out behind
         weights = DistillLossWeights(embedding=embedding_weight, hidden=hidden_weight, attention=attention_weight,
                                      soft=soft_weight, hard=hard_weight, temperature=temperature,
-                                     feature_balance=feature_balance, feature_ratio=feature_ratio)
+                                     feature_balance=feature_balance, feature_ratio=feature_ratio,
+                                     feature_warmup=feature_warmup)
         config = DistillConfig(
             teacher=str(teacher), task=task.value, out_dir=str(out), data_dir=str(data_dir) if data_dir else None,
             stage=stage, student_preset=student_preset.value if student_preset else None,

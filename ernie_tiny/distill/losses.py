@@ -53,6 +53,7 @@ class FeatureBalance(str, Enum):
 # the joint stage's first 100 steps unchanged and moved the final dev accuracy within noise, so none stays default.
 DEFAULT_FEATURE_BALANCE = FeatureBalance.none
 DEFAULT_FEATURE_RATIO = 1.0
+DEFAULT_FEATURE_WARMUP = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class DistillLossWeights:
     # subword student is ~5x its prediction total (LCQMC, from-scratch teacher-small: 5.58 vs 1.07)
     feature_balance: FeatureBalance = DEFAULT_FEATURE_BALANCE
     feature_ratio: float = DEFAULT_FEATURE_RATIO  # first_step: layer-map total / prediction total at the first step
+    # joint stage only (feature_warmup_factor): the share of its steps over which the layer-map total ramps from 0
+    feature_warmup: float = DEFAULT_FEATURE_WARMUP
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_balance", FeatureBalance(self.feature_balance))
@@ -79,6 +82,8 @@ class DistillLossWeights:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not math.isfinite(self.feature_ratio) or self.feature_ratio <= 0:
             raise ValueError(f"feature_ratio must be finite and > 0, got {self.feature_ratio}")
+        if not 0 <= self.feature_warmup <= 1:
+            raise ValueError(f"feature_warmup is a share of the joint stage's steps in [0, 1], got {self.feature_warmup}")
 
     def match_weight(self, match: LayerMatch) -> float:
         """The weight of one layer-map term: its feature's weight times the match's own."""
@@ -312,6 +317,18 @@ def feature_balance_factor(feature_total: torch.Tensor, prediction_total: torch.
     feature, prediction = feature_total.detach().float(), prediction_total.detach().float()
     return torch.where(feature > 0, ratio * prediction / feature.clamp(min=torch.finfo(feature.dtype).tiny),
                        torch.ones_like(feature))
+
+
+def feature_warmup_factor(step: int, steps: int, warmup: float) -> float:
+    """The joint stage's weight on the layer-map total at 0-based ``step`` of ``steps``: a linear ramp from 0.
+
+        f(s) = min(1, s / (warmup * steps))   (1 throughout when warmup * steps < 1)
+        joint loss at step s:  L = f(s) * sum_k w_k L_k + w_soft L_soft + w_hard L_hard
+
+    A plain number of the step, so a resumed run recomputes it and every rank agrees.
+    """
+    ramp = warmup * steps
+    return 1.0 if ramp < 1 else min(1.0, step / ramp)
 
 
 def compute_prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None,

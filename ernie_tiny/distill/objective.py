@@ -14,6 +14,10 @@ With ``weights.feature_balance == first_step`` the joint stage scales the layer-
 under DDP the buffer is broadcast from rank 0 at every forward, so all ranks use rank 0's)::
 
     L = c * sum_k w_k L_k + w_soft L_soft + w_hard L_hard,   c = feature_ratio * P_0 / F_0
+
+With ``weights.feature_warmup > 0`` the joint stage also multiplies the layer-map total by
+:func:`~ernie_tiny.distill.losses.feature_warmup_factor` of the step, which the loop sets
+through :meth:`DistillObjective.start_step` before each step's forward.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ernie_tiny.distill.losses import (
     compute_intermediate_loss,
     compute_prediction_loss,
     feature_balance_factor,
+    feature_warmup_factor,
 )
 from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import EncoderOutput
@@ -65,6 +70,11 @@ class DistillObjective(nn.Module):
         self.balances = weights.feature_balance is FeatureBalance.first_step
         if self.balances:
             self.register_buffer("feature_factor", torch.tensor(0.0))  # 0: not set yet (a set one is > 0)
+        self.feature_warmup = 1.0  # this step's feature_warmup_factor (start_step); 1 outside a joint stage
+
+    def start_step(self, step: int, steps: int) -> None:
+        """Called by the loop before 0-based ``step`` of a stage of ``steps``: sets the warm-up factor."""
+        self.feature_warmup = feature_warmup_factor(step, steps, self.weights.feature_warmup)
 
     def forward(self, batch: DistillBatch, teacher: TeacherTargets | None, stage: Stage) -> StepLoss:
         """The stage's loss: layer-map terms (intermediate), prediction terms (prediction), or their sum (joint)."""
@@ -91,8 +101,11 @@ class DistillObjective(nn.Module):
             prediction_total, prediction_terms = compute_prediction_loss(out.logits, logits, batch.labels, weights,
                                                                          valid)
             terms.update(prediction_terms)
-        if feature_total is not None and prediction_total is not None and self.balances:
-            feature_total = feature_total * self.balance_factor(feature_total, prediction_total)
+        if feature_total is not None and prediction_total is not None:
+            if self.balances:
+                feature_total = feature_total * self.balance_factor(feature_total, prediction_total)
+            if self.feature_warmup < 1:
+                feature_total = feature_total * self.feature_warmup
         total = sum(t for t in (feature_total, prediction_total) if t is not None)
         return StepLoss(total, terms)
 

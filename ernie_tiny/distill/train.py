@@ -164,7 +164,8 @@ def stage_spec(session: Session, plan: StagePlan) -> TrainSpec:
         collate=lambda rows: collate_distill(rows, teacher_pad, student_pad),
         loss_fn=loss_fn, term_names=session.objective.term_names(plan.stage),
         evaluate=(lambda model: session.evaluate_dev(model.student)) if evaluates else None,
-        main_metric=session.main_metric, save_best=save_best if evaluates else None)
+        main_metric=session.main_metric, save_best=save_best if evaluates else None,
+        before_step=lambda step: session.objective.start_step(step, plan.steps))
 
 
 def run_stages(session: Session, plans: list[StagePlan], resume: bool,

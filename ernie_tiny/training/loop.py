@@ -97,6 +97,7 @@ class TrainSpec:
     main_metric: str | None = None  # the dev metric that picks the best checkpoint
     save_best: Callable[[nn.Module, int, dict[str, float]], None] | None = None  # rank 0: model, global step, dev
     data_workers: int = 0  # processes that build the next steps' batches while this one trains (0: inline)
+    before_step: Callable[[int], None] | None = None  # called with the 0-based step before its forward (schedules)
 
 
 @dataclass
@@ -210,6 +211,8 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
             lr = get_lr(step, spec.steps, optim.lr, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if spec.before_step is not None:
+                spec.before_step(step)
             step_terms: dict[str, torch.Tensor] = {}
             optimizer.zero_grad(set_to_none=True)  # before, not after: the model may arrive with gradients
             for index, (size, batch) in enumerate(micro_batches):
