@@ -33,7 +33,7 @@ from ernie_tiny.convert.detect import load_teacher
 from ernie_tiny.data.task_batches import collate
 from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskSpec, data_name, encode_examples, get_task,
                                    load_splits)
-from ernie_tiny.io_utils import atomic_dir, atomic_write_json
+from ernie_tiny.io_utils import atomic_dir
 from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.encoding import Tokenizer
@@ -41,7 +41,7 @@ from ernie_tiny.tokenization.load import load_tokenizer
 from ernie_tiny.training.data_order import batch_for_step
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.training.evaluation import SplitEvaluator
-from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_curves
+from ernie_tiny.training.logging import MetricsLog, format_losses, write_run_summary
 from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, set_seed
@@ -274,14 +274,13 @@ def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console
                             dev, test, state.train_seconds, truncated)
     if ctx.is_main:
         metrics.write_csv()
-        atomic_write_json(out_dir / "metrics.json", {
+        write_run_summary(out_dir, {
             "task": task.name, "main_metric": task.main_metric, "preset": config.preset,
             "init": config.init, "source": prepared.source, "steps": result.steps, "best_step": result.best_step,
             "dev": dev, "test": test, "train_seconds": round(result.train_seconds, 1),
             "precision": Amp.resolve(optim.precision, ctx.device).name, "world_size": ctx.world_size,
             "examples": {split: len(rows) for split, rows in prepared.examples.items()}, "truncated": truncated,
             "config": plain(config)})
-        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
         console.print(f"best step {result.best_step}: dev {format_losses(dev)}"
                       + (f"; test {format_losses(test)}" if test else "") + f"; {out_dir / BEST_DIR}")
     return result

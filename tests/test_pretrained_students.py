@@ -94,10 +94,12 @@ def test_task_teachers_are_checked_before_anything_runs(tmp_path):
 
 
 def test_bad_options_stop_with_one_line(tmp_path, capsys):
-    for more in (["--tasks", "lcqmc,imdb"], ["--loss-weights", "[1]"], ["--distill-options", "{bad"]):
+    for more in (["--tasks", "lcqmc,imdb"], ["--loss-weights", "[1]"], ["--distill-options", "{bad"],
+                 ["--rows", "distilled-general,labels-only"]):
         with pytest.raises(SystemExit):
             script_args(tmp_path / str(len(more[1])), *more)
-    assert "unknown tasks ['imdb']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown tasks ['imdb']" in err and "--rows distilled-general,labels-only: choose from" in err
     from ernie_tiny.distill.config import DistillConfig
     from ernie_tiny.distill.losses import DistillLossWeights
 
@@ -151,10 +153,51 @@ def test_the_table_states_retention_and_both_targets_per_task(tmp_path):
     table = students.markdown(summary, "## header")
     assert "| distilled (general init) | 79.00 | 78.00 | 97.5% | 79.00 / 77.00 | 60 |" in table
     assert "retention of distilled (general init) 87.5% >= 97.4%: **no**" in table
-    assert "-2.00 points, **no**" in table and "Targets hold on every task: **no**" in table
+    assert "-2.00 points, **no**" in table and "retention and beating labels-only **no**" in table
     only_lcqmc = students.summarise({k: v for k, v in results.items() if k[0] == "lcqmc"}, ["lcqmc"])
     assert only_lcqmc["targets_hold"] is True
     partial = students.summarise({k: v for k, v in results.items() if k[0] == "lcqmc"}, ["chnsenticorp_htl", "lcqmc"])
     assert partial["targets_hold"] is False  # a task without results is no pass
     students.plot(summary, tmp_path / "students.png", "student-small")
     assert (tmp_path / "students.png").stat().st_size > 1000
+
+
+def test_the_joint_targets_need_a_point_over_three_seeds_and_a_first_evaluation_above_chance():
+    def run(test: float, first: float | None):
+        return {**distill_metrics(test), "first_dev": None if first is None else {"step": 50, "value": first}}
+
+    results = {**{("lcqmc", "distilled-general", s): run(0.78, 60.0) for s in (42, 43, 44)},
+               **{("lcqmc", "labels-only-general", s): run(0.765, 51.0) for s in (42, 43, 44)}}
+    summary = students.summarise(results, ["lcqmc"], {"lcqmc": 50.0})
+    joint = summary["tasks"]["lcqmc"]["joint_targets"]
+    assert joint["margin"]["margin"] == pytest.approx(1.5) and joint["margin"]["seeds"] == 3
+    assert joint["first_eval"]["dev"] == [60.0, 60.0, 60.0] and summary["joint_targets_hold"] is True
+    table = students.markdown(summary, "## header")
+    assert "+1.50 over 3 seed(s), yes" in table and "60.00 (step 50)" in table
+    # two seeds are not enough, however large the margin
+    two = {k: v for k, v in results.items() if k[2] != 44}
+    assert students.summarise(two, ["lcqmc"], {"lcqmc": 50.0})["joint_targets_hold"] is False
+    # one seed at chance on its first evaluation fails the target
+    flat = {**results, ("lcqmc", "distilled-general", 43): run(0.78, 50.0)}
+    assert students.summarise(flat, ["lcqmc"], {"lcqmc": 50.0})["tasks"]["lcqmc"]["joint_targets"]["first_eval"][
+        "holds"] is False
+    # a margin under a point fails
+    close = {**results, **{("lcqmc", "labels-only-general", s): run(0.775, 51.0) for s in (42, 43, 44)}}
+    assert students.summarise(close, ["lcqmc"], {"lcqmc": 50.0})["joint_targets_hold"] is False
+
+
+def test_first_dev_reads_the_first_evaluation_and_chance_is_the_majority_share(tmp_path):
+    lines = [{"step": 10, "split": "train", "loss": 1.0}, {"step": 50, "split": "dev", "accuracy": 0.61},
+             {"step": 100, "split": "dev", "accuracy": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    assert students.first_dev(tmp_path, "accuracy") == {"step": 50, "value": pytest.approx(61.0)}
+    assert students.first_dev(tmp_path / "none", "accuracy") is None
+    data = tmp_path / "data" / "lcqmc"
+    data.mkdir(parents=True)
+    for split, labels in (("train", [0, 1]), ("dev", [1, 1, 0, 1])):
+        (data / f"{split}.tsv").write_text("text_a\ttext_b\tlabel\n" + "".join(
+            f"问{k}\t答{k}\t{y}\n" for k, y in enumerate(labels)), encoding="utf-8")
+    args = students.parse_args(["--pretrained-teacher", str(checkpoint(tmp_path / "mlm")),
+                                "--data-root", str(tmp_path / "data"), "--rows", "distilled-general"])
+    assert args.rows == ["distilled-general"]
+    assert students.majority_dev_share("lcqmc", args) == pytest.approx(75.0)

@@ -31,9 +31,8 @@ from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
 from ernie_tiny.distill.train import Session, StagePlan, run_stages
-from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.model import HeadKind, encoder_of
-from ernie_tiny.training.logging import plot_loss_curves
+from ernie_tiny.training.logging import write_run_summary
 from ernie_tiny.training.state import plain
 
 STUDENT_DIR = "student"
@@ -105,11 +104,10 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
                        after_step, on_stage_end)
     barrier(ctx)
     if ctx.is_main:
-        atomic_write_json(out_dir / "metrics.json", {
+        write_run_summary(out_dir, {
             "steps": config.steps, "texts": len(texts), "presets": presets, "student_tokenizer": student_tok.source,
             "student_dir": str(out_dir / STUDENT_DIR), "world_size": ctx.world_size, "device": str(ctx.device),
             "train_seconds": round(state.train_seconds, 1), "wall_seconds": round(time.perf_counter() - wall_start, 1),
             "config": plain(config)})
-        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
         console.print(f"general-distilled student: {out_dir / STUDENT_DIR}")
     return GeneralDistillResult(out_dir, out_dir / STUDENT_DIR, config.steps, len(texts), state.train_seconds)

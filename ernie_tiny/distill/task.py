@@ -32,9 +32,8 @@ from ernie_tiny.distill.data import alignment_coverage, mean_tokens, teacher_cac
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
 from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Session, StagePlan, run_stages
-from ernie_tiny.io_utils import atomic_write_json
 from ernie_tiny.data.tasks import TaskKind, TaskSpec, data_name, get_task, load_splits
-from ernie_tiny.training.logging import format_losses, plot_loss_curves
+from ernie_tiny.training.logging import format_losses, write_run_summary
 from ernie_tiny.training.evaluation import SplitEvaluator
 from ernie_tiny.training.state import plain
 
@@ -122,7 +121,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                  for s in splits}
     result = DistillResult(out_dir, student_dir, scores["teacher"], scores["student"], retention, state.train_seconds)
     if ctx.is_main:
-        atomic_write_json(out_dir / "metrics.json", {
+        write_run_summary(out_dir, {
             "task": task.name, "main_metric": task.main_metric, "teacher": scores["teacher"],
             "student": scores["student"], "retention_pct": retention, "student_dir": str(student_dir),
             "best_step": state.best.step, "best_dev": state.best.dev,
@@ -132,7 +131,6 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
             "mean_train_tokens": mean_tokens(items[:len(examples["train"])]),
             "world_size": ctx.world_size, "device": str(ctx.device), "train_seconds": round(state.train_seconds, 1),
             "wall_seconds": round(time.perf_counter() - wall_start, 1), "config": plain(config)})
-        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
         console.print("teacher " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["teacher"].items()))
         console.print("student " + "; ".join(f"{s} {format_losses(m)}" for s, m in scores["student"].items())
                       + " | retention " + ", ".join(f"{s} {r:.1f}%" for s, r in retention.items())

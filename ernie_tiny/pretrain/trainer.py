@@ -37,7 +37,7 @@ from torch import nn
 
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.convert.detect import load_teacher
-from ernie_tiny.io_utils import atomic_dir, atomic_write_json
+from ernie_tiny.io_utils import atomic_dir
 from ernie_tiny.model import PRESETS, ErnieConfig, ErnieForMaskedLM, ErnieForPretraining, encoder_of
 from ernie_tiny.pretrain.batches import PretrainBatch, PretrainDataConfig, PretrainingData
 from ernie_tiny.pretrain.corpus import DocumentLayout, open_corpus
@@ -47,7 +47,7 @@ from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.tokenization.load import load_tokenizer
 from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, barrier, run_in_process_group
-from ernie_tiny.training.logging import MetricsLog, format_losses, plot_loss_curves
+from ernie_tiny.training.logging import MetricsLog, format_losses, write_run_summary
 from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, set_seed
@@ -281,11 +281,10 @@ def pretrain_in_context(config: PretrainConfig, ctx: DistributedContext, console
     result = PretrainResult(out_dir, out_dir / BEST_DIR, config.max_steps, state.best.step, dev, state.train_seconds)
     if ctx.is_main:
         metrics.write_csv()
-        atomic_write_json(out_dir / "metrics.json", {
+        write_run_summary(out_dir, {
             "steps": config.max_steps, "best_step": state.best.step, "dev": dev, "source": source,
             "documents": len(corpus), "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
             "precision": amp.name, "world_size": ctx.world_size, "train_seconds": round(state.train_seconds, 1),
             "wall_seconds": round(time.perf_counter() - started, 1), "config": plain(config)})
-        plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
         console.print(f"best step {state.best.step}: dev {format_losses(dev)}; {out_dir / BEST_DIR}")
     return result

@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_text
+from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 class MetricsLog:
@@ -141,3 +141,10 @@ def make_progress(console: Console | None = None, disable: bool = False) -> Prog
 
 def format_losses(values: dict[str, float]) -> str:
     return " ".join(f"{name} {value:.4f}" for name, value in values.items())
+
+
+def write_run_summary(out_dir: str | os.PathLike, summary: dict) -> None:
+    """The files every trainer ends with: ``metrics.json`` (atomic) and ``loss_curve.png`` from ``metrics.jsonl``."""
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / "metrics.json", summary)
+    plot_loss_curves(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
