@@ -88,14 +88,26 @@ def settings_difference(wanted: dict, saved: dict, prefix: str = "") -> str | No
     return None
 
 
-def finished_run(out_dir: str | Path, config: dict, recorded: dict | None = None) -> dict | None:
+def finished_run(out_dir: str | Path, config: dict, recorded: dict | None = None,
+                 config_class: type | None = None) -> dict | None:
     """The metrics.json of a run finished in ``out_dir`` with ``config`` (and these ``recorded`` top-level
-    metrics fields); None when none finished there. A finished run with other settings is an error."""
+    metrics fields); None when none finished there. A finished run with other settings is an error.
+
+    With ``config_class`` the saved config is read through it first, so a field added to the class
+    since the run finished counts as its default (the run behaved so); a default that changed
+    since still differs, because a saved config holds every field it had.
+    """
     path = Path(out_dir) / "metrics.json"
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    difference = settings_difference(config, metrics.get("config", {})) or settings_difference(recorded or {}, metrics)
+    saved = metrics.get("config", {})
+    if config_class is not None:
+        try:
+            saved = resolved(config_class, saved)
+        except (TypeError, ValueError):
+            pass  # a field removed or renamed since: compared as saved, so it shows as a difference
+    difference = settings_difference(config, saved) or settings_difference(recorded or {}, metrics)
     if difference:
         raise ValueError(f"{out_dir} holds a finished run with other settings ({difference}): delete the folder "
                          "or choose another --out")
@@ -497,7 +509,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
     teachers = parse_task_teachers(args.task_teacher, args.tasks)
     tokenizer_dir = ensure_tokenizer(args, log)
     values = general_values(args, tokenizer_dir)
-    general = finished_run(values["out_dir"], resolved(GeneralDistillConfig, values))
+    general = finished_run(values["out_dir"], resolved(GeneralDistillConfig, values), None, GeneralDistillConfig)
     if general is None:
         log(f"general distillation: {args.general_steps} steps ({values['out_dir']}/run.log)")
         general = run_general(values)
@@ -524,7 +536,7 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict:
         values = row_values(row, task, seed, args, teacher_dirs[task], tokenizer_dir, str(general["student_dir"]))
         row_recorded = recorded if row.endswith(GENERAL) else {}
         prefix = f"[{index}/{len(cells)}] {task} {ROWS[row]} seed {seed}"
-        metrics = finished_run(values["out_dir"], resolved(DistillConfig, values), row_recorded)
+        metrics = finished_run(values["out_dir"], resolved(DistillConfig, values), row_recorded, DistillConfig)
         status = "reused"
         if metrics is None:
             log(f"{prefix}: distilling ({values['out_dir']}/run.log)")

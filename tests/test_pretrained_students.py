@@ -63,7 +63,7 @@ def test_a_finished_stage_is_reused_only_with_the_same_settings(tmp_path):
         students.finished_run(values["out_dir"], values, {"general_init": {"steps": 6}})
 
 
-def test_a_default_changed_since_a_run_finished_counts_as_another_setting(tmp_path):
+def test_a_default_changed_since_a_run_finished_counts_as_another_setting_a_field_added_since_does_not(tmp_path):
     from ernie_tiny.distill.config import DistillConfig
 
     args = script_args(tmp_path)
@@ -76,10 +76,19 @@ def test_a_default_changed_since_a_run_finished_counts_as_another_setting(tmp_pa
     saved = json.loads(json.dumps(wanted))
     (out_dir / "metrics.json").write_text(json.dumps({"config": saved}))
     assert students.finished_run(out_dir, wanted) is not None
-    del saved["loss_weights"]["soft"]  # a run from before that field existed
+    saved["loss_weights"]["soft"] = 0.5  # the default was 0.5 when that run finished
     (out_dir / "metrics.json").write_text(json.dumps({"config": saved}))
-    with pytest.raises(ValueError, match=r"loss_weights.soft: ran with None, now 1.0"):
-        students.finished_run(out_dir, wanted)
+    with pytest.raises(ValueError, match=r"loss_weights.soft: ran with 0.5, now 1.0"):
+        students.finished_run(out_dir, wanted, None, DistillConfig)
+    saved["loss_weights"]["soft"] = 1.0
+    del saved["loss_weights"]["feature_warmup"]  # a run from before that field existed ran without a warm-up
+    (out_dir / "metrics.json").write_text(json.dumps({"config": saved}))
+    assert students.finished_run(out_dir, wanted, None, DistillConfig) is not None
+    with pytest.raises(ValueError, match=r"loss_weights.feature_warmup: ran with None, now 0.0"):
+        students.finished_run(out_dir, wanted)  # read without the class: the missing field differs
+    with pytest.raises(ValueError, match=r"loss_weights.feature_warmup: ran with 0.0, now 0.3"):
+        students.finished_run(out_dir, students.resolved(DistillConfig, {
+            **values, "loss_weights": {**values["loss_weights"], "feature_warmup": 0.3}}), None, DistillConfig)
 
 
 def test_task_teachers_are_checked_before_anything_runs(tmp_path):
