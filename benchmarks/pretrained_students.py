@@ -380,7 +380,7 @@ def markdown(summary: dict, header: str) -> str:
         lines.append("")
         targets = entry["targets"]
         if "retention" in targets:
-            lines.append(f"- retention of distilled (general init) {targets['retention']['value']:.1f}% >= "
+            lines.append(f"- retention of distilled (general init) {targets['retention']['value']:.2f}% >= "
                          f"{TARGET_RETENTION}%: {yes_no(targets['retention']['holds'])}")
         if "beats_labels_only" in targets:
             lines.append(f"- distilled (general init) beats labels-only (general init): "

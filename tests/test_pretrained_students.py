@@ -161,7 +161,7 @@ def test_the_table_states_retention_and_both_targets_per_task(tmp_path):
     assert summary["targets_hold"] is False
     table = students.markdown(summary, "## header")
     assert "| distilled (general init) | 79.00 | 78.00 | 97.5% | 79.00 / 77.00 | 60 |" in table
-    assert "retention of distilled (general init) 87.5% >= 97.4%: **no**" in table
+    assert "retention of distilled (general init) 87.50% >= 97.4%: **no**" in table
     assert "-2.00 points, **no**" in table and "retention and beating labels-only **no**" in table
     only_lcqmc = students.summarise({k: v for k, v in results.items() if k[0] == "lcqmc"}, ["lcqmc"])
     assert only_lcqmc["targets_hold"] is True
