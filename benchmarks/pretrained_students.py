@@ -27,8 +27,9 @@ counts) stops the script with a line saying which setting differs (delete that f
 another --out). So rerun the same command to continue.
 Writes OUT/students.json, OUT/students.md (per task: the teacher's test accuracy, each row's dev
 and test accuracy and retention = student test / teacher test, and whether the targets hold:
-retention of ``distilled (general init)`` >= 97.4%, and it beats ``labels-only (general init)``)
-and OUT/students.png.
+retention of ``distilled (general init)`` >= 97.4%, and it beats ``labels-only (general init)``;
+and point 3's checks of the joint stage: that margin is >= 1 point on the mean of >= 3 seeds,
+and every seed's first dev evaluation is above the majority class) and OUT/students.png. ``--rows`` runs a subset of the rows.
 
 The measurement (2000 general steps; the README's distillation setting: first 1500 train rows,
 300 steps, augment 2, hard weight 0.5; the teachers fine-tuned by pretrained_pipeline.py)::
@@ -39,6 +40,9 @@ The measurement (2000 general steps; the README's distillation setting: first 15
         --task-teacher lcqmc=runs/pipeline/lcqmc/km2000-s42/best \\
         --general-steps 2000 --steps 300 --limit 1500 --augment 2 --hard-weight 0.5 \\
         --seeds 42,43,44 --threads 2 --out runs/students > runs/students.log 2>&1
+
+The README's point-3 table adds ``--tasks chnsenticorp_htl,lcqmc,waimai_10k --rows
+distilled-general,labels-only-general`` and a ``--task-teacher`` for waimai_10k.
 """
 
 from __future__ import annotations
