@@ -87,11 +87,12 @@ def finished_metrics(values: dict) -> dict | None:
 
 
 def run_in_folder(values: dict, build_config: Callable[..., object], run: Callable[[object, object], None],
-                  wall_key: str) -> dict:
+                  wall_key: str, recorded: dict | None = None) -> dict:
     """Run one stage in this process, resumed when cut short; its log goes to OUT_DIR/run.log.
 
     ``build_config(**values, resume=...)`` makes the stage's config and ``run(config, console)`` runs
-    it; the stage's metrics.json gets its wall seconds (``wall_key``) and the load average before/after.
+    it; the stage's metrics.json gets its wall seconds (``wall_key``), the load average before/after
+    and the ``recorded`` fields, in one write.
     """
     from rich.console import Console
 
@@ -107,6 +108,7 @@ def run_in_folder(values: dict, build_config: Callable[..., object], run: Callab
     metrics = json.loads(path.read_text(encoding="utf-8"))
     metrics[wall_key] = round(time.perf_counter() - started, 1)
     metrics["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    metrics.update(recorded or {})
     path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     return metrics
 

@@ -262,11 +262,7 @@ def run_row(values: dict, recorded: dict) -> dict:
     from ernie_tiny.distill.config import DistillConfig
     from ernie_tiny.distill.task import distill
 
-    metrics = run_in_folder(values, DistillConfig, distill, STAGE_WALL)
-    metrics.update(recorded)
-    (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False),
-                                                          encoding="utf-8")
-    return metrics
+    return run_in_folder(values, DistillConfig, distill, STAGE_WALL, recorded)
 
 
 def task_teacher(table_task: str, given: dict[str, str], args: argparse.Namespace, log: Callable[[str], None]) -> str:
