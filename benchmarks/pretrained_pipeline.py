@@ -52,9 +52,14 @@ class Cell:
         return root / self.table_task / f"{self.init_name}-s{self.seed}"
 
 
-def finetune_values(cell: Cell, args: argparse.Namespace) -> dict:
-    """The FinetuneConfig fields of one cell (as a dict: compared with a finished run's saved config)."""
-    task, folder = TASK_FOLDERS[cell.table_task]
+def finetune_values(cell: Cell, args: argparse.Namespace, task_folders: dict = TASK_FOLDERS,
+                    vocab_from_train: bool = True) -> dict:
+    """The FinetuneConfig fields of one cell (as a dict: compared with a finished run's saved config).
+
+    ``task_folders`` maps the cell's table task to (task, data folder); ``vocab_from_train=False`` keeps a
+    pretrained init's char vocabulary unchanged (a char student that reads it must find the same ids).
+    """
+    task, folder = task_folders[cell.table_task]
     values = {"task": task, "out_dir": str(cell.out_dir(Path(args.out))),
               "data_dir": None if folder is None else str(Path(args.data_root) / folder),
               "max_len": args.max_len, "max_steps": args.steps, "limit": args.limit, "eval_limit": args.eval_limit,
@@ -63,7 +68,7 @@ def finetune_values(cell: Cell, args: argparse.Namespace) -> dict:
                         "eval_every": args.eval_every, "save_every": args.eval_every}}
     if cell.init_path is None:
         return {**values, "preset": args.preset}
-    return {**values, "init": cell.init_path, "vocab_from_train": True}
+    return {**values, "init": cell.init_path, "vocab_from_train": vocab_from_train}
 
 
 def finished_metrics(values: dict) -> dict | None:

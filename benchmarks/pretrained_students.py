@@ -8,8 +8,10 @@ Issue 11, point 2. From one pretrained ``masked_lm`` teacher (``ernie-tiny pretr
                 embeddings, hidden states and attention on the corpus (the embedded People's Daily +
                 reviews, which ``ernie-tiny pretrain`` reads by default, or ``--corpus``), ``--general-steps``
     teacher     per task, the pretrained teacher fine-tuned on it: ``--task-teacher TASK=CKPT_DIR``; a task
-                without one is fine-tuned here with benchmarks/pretrained_pipeline.py's settings (300 steps,
-                lr 5e-4, max_len 64, batch 32, seed 42) into OUT/<task>/teacher-s42
+                without one is fine-tuned here with benchmarks/pretrained_pipeline.py's settings (lr 5e-4,
+                max_len 64, batch 32, seed 42; ``--teacher-steps`` 300, ``--teacher-limit``,
+                ``--teacher-eval-every`` 100) into OUT/<task>/teacher-s42; NER's teacher keeps the pretrained
+                teacher's char vocabulary (no ``--vocab-from-train``), which its char student reads
     rows        per task and seed, each one ``ernie_tiny.distill.task.distill`` run:
                 distilled (general init)    joint distillation (layer-wise + prediction losses at every
                                             step, --augment copies) from the general-distilled student
@@ -31,7 +33,7 @@ retention of ``distilled (general init)`` >= 97.4% (97% of the entity F1 for NER
 beats ``labels-only (general init)``; and point 3's checks of the joint stage: that margin is >= 1
 point on the mean of >= 3 seeds, and every seed's first dev evaluation is above what a constant
 prediction scores) and OUT/students.png. ``--rows`` runs a subset of the rows. ``--tasks msra_ner``
-needs ``--student-tokenizer char`` and a ``--task-teacher``.
+needs ``--student-tokenizer char``.
 
 The measurement (2000 general steps; the README's distillation setting: first 1500 train rows,
 300 steps, augment 2, hard weight 0.5; the teachers fine-tuned by pretrained_pipeline.py)::
@@ -171,8 +173,14 @@ def row_values(row: str, table_task: str, seed: int, args: argparse.Namespace, t
 def teacher_args(args: argparse.Namespace) -> argparse.Namespace:
     """pretrained_pipeline.py's fine-tuning settings, for a task teacher this script must make itself."""
     return argparse.Namespace(out=args.out, data_root=args.data_root, max_len=64, steps=args.teacher_steps, lr=5e-4,
-                              batch_size=32, eval_every=min(100, args.teacher_steps), limit=args.teacher_limit,
-                              eval_limit=args.eval_limit, preset=None)
+                              batch_size=32, eval_every=min(args.teacher_eval_every, args.teacher_steps),
+                              limit=args.teacher_limit, eval_limit=args.eval_limit, preset=None)
+
+
+def teacher_values(table_task: str, args: argparse.Namespace) -> dict:
+    """The FinetuneConfig fields of a task teacher made here: NER keeps the pretrained chars (its student reads them)."""
+    cell = Cell(table_task, "teacher", args.pretrained_teacher, TEACHER_SEED)
+    return finetune_values(cell, teacher_args(args), TASKS, vocab_from_train=not is_ner(table_task))
 
 
 def parse_task_teachers(items: list[str], tasks: list[str]) -> dict[str, str]:
@@ -189,10 +197,6 @@ def parse_task_teachers(items: list[str], tasks: list[str]) -> dict[str, str]:
         if not (Path(path) / "config.json").is_file():
             raise ValueError(f"--task-teacher {item!r}: {path} is not a checkpoint folder (no config.json)")
         teachers[task] = path
-    missing = [task for task in tasks if task not in TASK_FOLDERS and task not in teachers]
-    if missing:
-        raise ValueError(f"{', '.join(missing)}: give the fine-tuned teacher with --task-teacher TASK=CHECKPOINT_DIR "
-                         "(this script fine-tunes teachers only for pretrained_pipeline.py's tasks)")
     return teachers
 
 
@@ -283,7 +287,7 @@ def task_teacher(table_task: str, given: dict[str, str], args: argparse.Namespac
     """The fine-tuned teacher folder of a task: the one given, else fine-tuned here (or reused)."""
     if table_task in given:
         return given[table_task]
-    values = finetune_values(Cell(table_task, "teacher", args.pretrained_teacher, TEACHER_SEED), teacher_args(args))
+    values = teacher_values(table_task, args)
     metrics = finished_metrics(values)
     if metrics is None:
         log(f"{table_task}: fine-tuning the pretrained teacher ({values['out_dir']}/run.log)")
@@ -486,6 +490,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save-every", type=int, default=200, help="general distillation's last.pt saves")
     parser.add_argument("--teacher-steps", type=int, default=300, help="fine-tuning steps of a teacher made here")
     parser.add_argument("--teacher-limit", type=int, default=None, help="train rows of a teacher made here")
+    parser.add_argument("--teacher-eval-every", type=int, default=100, help="dev evaluations of a teacher made here")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps of every student row")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=32)

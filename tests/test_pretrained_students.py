@@ -213,7 +213,7 @@ def test_first_dev_reads_the_first_evaluation_and_chance_is_the_majority_share(t
     assert students.chance_dev("msra_ner", args) == 0.0  # all-O finds no entity; reads no data
 
 
-def test_ner_rows_read_the_teachers_chars_need_a_given_teacher_and_keep_97_percent(tmp_path, capsys):
+def test_ner_rows_read_the_teachers_chars_and_keep_97_percent(tmp_path, capsys):
     with pytest.raises(SystemExit):
         script_args(tmp_path / "a", "--tasks", "msra_ner")
     assert "msra_ner: the student reads the teacher's chars" in capsys.readouterr().err
@@ -222,8 +222,15 @@ def test_ner_rows_read_the_teachers_chars_need_a_given_teacher_and_keep_97_perce
     values = students.row_values("distilled-general", "msra_ner", 42, args, "teacher", "char", "general/student")
     assert values["task"] == "msra-ner" and values["data_dir"].endswith("msra_ner")
     assert values["student_tokenizer"] == "char"
-    with pytest.raises(ValueError, match="msra_ner: give the fine-tuned teacher with --task-teacher"):
-        students.parse_task_teachers([], ["lcqmc", "msra_ner"])
+    assert students.parse_task_teachers([], ["lcqmc", "msra_ner"]) == {}  # both teachers are made here
+    made = students.teacher_values("msra_ner", script_args(tmp_path / "c", "--tasks", "msra_ner", "--student-tokenizer",
+                                                           "char", "--teacher-steps", "3000", "--teacher-eval-every",
+                                                           "500", "--eval-limit", "3000"))
+    assert made["task"] == "msra-ner" and made["data_dir"].endswith("msra_ner") and made["max_steps"] == 3000
+    assert made["vocab_from_train"] is False  # the char student reads the pretrained teacher's own ids
+    assert made["optim"]["eval_every"] == 500 and made["eval_limit"] == 3000
+    assert made["out_dir"].endswith("msra_ner/teacher-s42")
+    assert students.teacher_values("lcqmc", args)["vocab_from_train"] is True  # classification keeps the pipeline's
     teacher = checkpoint(tmp_path / "ner-teacher")
     assert students.parse_task_teachers([f"msra_ner={teacher}"], ["msra_ner"]) == {"msra_ner": str(teacher)}
 
