@@ -14,7 +14,7 @@ from ernie_tiny.tokenization.encoding import CLS, MASK, PAD, SEP, UNK, TokenSpan
 from ernie_tiny.tokenization.subword import SubwordTokenizer, TokenizerFileError, train_subword_tokenizer
 from ernie_tiny.tokenization.subword.normalize import normalize_text
 from ernie_tiny.tokenization.subword.pieces import _spm_offsets_from_bytes, piece_text
-from ernie_tiny.tokenization.subword.wordseg import JiebaSegmenter
+from ernie_tiny.tokenization.wordseg import JiebaSegmenter
 from ernie_tiny.tokenization.load import load_tokenizer
 
 # Review + news text, a mix of everything the tokenizer meets; 3000 pieces train in ~3 s.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import multiprocessing
 import os
 import random
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ernie_tiny.io_utils import atomic_write_text
+from ernie_tiny.tokenization.wordseg import jieba_version, pos_word_tags, pos_words
 
 CACHE_FORMAT = 1
 CHUNK_SIZE = 200  # texts per worker task: small enough to balance 2 workers and to report progress
@@ -53,26 +53,14 @@ def is_blank(word: str) -> bool:
     return not word.strip()
 
 
-def _quiet_jieba() -> None:
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)  # otherwise every process prints "Building prefix dict ..."
-    jieba.initialize()
-
-
 def _tag_chunk(texts: Sequence[str], hmm: bool) -> list[list[tuple[str, str]]]:
     """posseg every text of one chunk (runs in a worker process)."""
-    _quiet_jieba()
-    import jieba.posseg
-
-    return [[(pair.word, pair.flag) for pair in jieba.posseg.cut(text, HMM=hmm)] for text in texts]
+    return [pos_words(text, hmm) for text in texts]
 
 
 def _cache_key(unique_texts: Sequence[str], hmm: bool) -> str:
-    import jieba
-
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, jieba.__version__, hmm]).encode("utf-8"))
+    digest.update(json.dumps([CACHE_FORMAT, jieba_version(), hmm]).encode("utf-8"))
     for text in unique_texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
@@ -116,7 +104,7 @@ def tag_texts(texts: Sequence[str], hmm: bool = True, workers: int = 1, cache_di
         cache_path = Path(cache_dir) / f"posseg-{_cache_key(unique, hmm)}.json"
         tagged = _read_cache(cache_path, len(unique))
     if tagged is None:
-        _quiet_jieba()
+        pos_word_tags()  # load the dictionary before forking, so workers share it
         chunks = [unique[i:i + CHUNK_SIZE] for i in range(0, len(unique), CHUNK_SIZE)]
         tagged = []
         if workers > 1 and len(chunks) > 1:
@@ -189,12 +177,9 @@ def peoples_daily_vocabulary(min_count: int = 1, exclude_chars: str = "") -> Pos
     A word in jieba's dictionary takes jieba's tag (so 的 is "uj" as in the task data);
     other words keep their PKU tag, lower-cased and renamed by :data:`PKU_TO_JIEBA_TAGS`.
     """
-    import jieba.posseg
-
     from ernie_tiny.data.corpus import peoples_daily_tagged
 
-    _quiet_jieba()
-    jieba_tags = jieba.posseg.dt.word_tag_tab
+    jieba_tags = pos_word_tags()
     retagged = ([(word, jieba_tags.get(word) or PKU_TO_JIEBA_TAGS.get(tag, tag.lower())) for word, tag in sentence]
                 for sentence in peoples_daily_tagged())
     return PosVocabulary.from_tagged(retagged, min_count=min_count, exclude_chars=exclude_chars)

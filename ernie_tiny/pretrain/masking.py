@@ -37,7 +37,6 @@ All functions are pure given their ``numpy.random.Generator``; nothing imports t
 from __future__ import annotations
 
 import bisect
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
@@ -45,6 +44,7 @@ from enum import Enum
 import numpy as np
 
 from ernie_tiny.tokenization.encoding import Encoding
+from ernie_tiny.tokenization.wordseg import pos_words
 
 IGNORE_INDEX = -100  # label of every position that is not predicted (torch cross_entropy's ignore_index)
 
@@ -151,13 +151,7 @@ def word_spans(words: Sequence[tuple[str, str]], offset: int = 0) -> list[WordSp
 
 def jieba_words(text: str, hmm: bool = True) -> list[tuple[str, str]]:
     """``jieba.posseg`` words and tags of ``text`` (their concatenation is ``text``)."""
-    import jieba
-    import jieba.posseg
-
-    if not jieba.dt.initialized:
-        jieba.setLogLevel(logging.WARNING)  # otherwise jieba prints "Building prefix dict ..." once
-        jieba.initialize()
-    return [(pair.word, pair.flag) for pair in jieba.posseg.cut(text, HMM=hmm)]
+    return pos_words(text, hmm)
 
 
 def entity_kind(tag: str) -> str | None:

@@ -22,7 +22,7 @@ from enum import Enum
 import sentencepiece as spm
 
 from ernie_tiny.tokenization.subword.normalize import SPM_SPACE
-from ernie_tiny.tokenization.subword.wordseg import WordSegmenter
+from ernie_tiny.tokenization.wordseg import WordSegmenter
 
 PieceSpan = tuple[int, int, int]  # (sentencepiece id, start, end), chars of the normalised text
 UNK_PENALTY = 10.0  # sentencepiece scores an unknown char as (lowest piece score - 10); so do we

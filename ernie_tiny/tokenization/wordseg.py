@@ -1,6 +1,11 @@
-"""Word segmenters that run before sentencepiece: jieba, or the ERNIE-tiny release's dictionary matching.
+"""The one home of word segmentation: every jieba user in ernie-tiny goes through this module.
 
-Both cut a normalised text with no spaces (the tokenizer splits on spaces first) into
+- :class:`JiebaSegmenter` / :class:`MaxMatchSegmenter`: the segmenters that run before sentencepiece
+  (jieba, or the ERNIE-tiny release's dictionary matching);
+- :func:`default_jieba`: jieba with its default dictionary, loaded once per process, quietly;
+- :func:`pos_words`: ``jieba.posseg`` words and part-of-speech tags (knowledge masking, augmentation).
+
+The segmenters cut a normalised text with no spaces (the tokenizer splits on spaces first) into
 words that concatenate back to it exactly. Usage::
 
     JiebaSegmenter().words("酒店服务很到位")            # ['酒店', '服务', '很', '到位']
@@ -41,7 +46,7 @@ class JiebaSegmenter:
     def _tokenizer(self):  # noqa: ANN202 (jieba has no type hints)
         if self._jieba is None:
             entries = parse_user_dict(self.user_dict_text or "")
-            base = _default_jieba()
+            base = default_jieba()
             if not entries:
                 self._jieba = base  # cutting only reads the dictionary: one copy serves every tokenizer
             else:
@@ -63,14 +68,45 @@ class JiebaSegmenter:
 
 
 @lru_cache(maxsize=1)
-def _default_jieba():  # noqa: ANN202
-    """jieba with its default dictionary, loaded once per process."""
+def default_jieba():  # noqa: ANN201 (jieba has no type hints)
+    """A private jieba tokenizer with the default dictionary, loaded once per process, quietly.
+
+    Private, so words another library adds to jieba's global instance never change our cuts.
+    """
     import jieba
 
     jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading at DEBUG to stderr
     tokenizer = jieba.Tokenizer()
     tokenizer.initialize()
     return tokenizer
+
+
+@lru_cache(maxsize=1)
+def _posseg():  # noqa: ANN202
+    """``jieba.posseg`` over jieba's global instance (where its POS table lives), initialised quietly."""
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)  # otherwise every process prints "Building prefix dict ..."
+    jieba.initialize()
+    return jieba.posseg
+
+
+def pos_words(text: str, hmm: bool = True) -> list[tuple[str, str]]:
+    """``jieba.posseg`` ``(word, tag)`` pairs of ``text`` (their concatenation is ``text``)."""
+    return [(pair.word, pair.flag) for pair in _posseg().cut(text, HMM=hmm)]
+
+
+def pos_word_tags() -> dict[str, str]:
+    """jieba.posseg's dictionary table ``word -> tag`` (default dictionary)."""
+    return _posseg().dt.word_tag_tab
+
+
+def jieba_version() -> str:
+    """The installed jieba's version (part of every cache key over jieba's output)."""
+    import jieba
+
+    return jieba.__version__
 
 
 def parse_user_dict(text: str) -> list[tuple[str, int | None, str | None]]:
