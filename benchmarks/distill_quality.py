@@ -31,9 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers of benchmarks/
+from finished_runs import finished_metrics, settings_difference  # noqa: E402
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -82,19 +86,9 @@ def row_config(row: str, args: argparse.Namespace) -> dict:
 
 def finished_row(values: dict) -> dict | None:
     """The metrics.json of a finished run with these settings, else None."""
-    path = Path(values["out_dir"]) / "metrics.json"
-    if not path.is_file():
+    metrics = finished_metrics(values["out_dir"])
+    if metrics is None or settings_difference(values, metrics.get("config", {})):
         return None
-    metrics = json.loads(path.read_text(encoding="utf-8"))
-    saved = metrics.get("config", {})
-    for key, value in values.items():
-        if key == "out_dir":  # the folder may have been renamed
-            continue
-        if key in ("loss_weights", "optim"):  # nested blocks: the given fields must match
-            if any(saved.get(key, {}).get(name) != weight for name, weight in value.items()):
-                return None
-        elif saved.get(key) != value:
-            return None
     return metrics
 
 

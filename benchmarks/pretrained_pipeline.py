@@ -29,10 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers of benchmarks/
+from finished_runs import finished_metrics, settings_difference  # noqa: E402
 
 # folder under --data-root -> the finetune task that reads it (None: embedded, no folder)
 TASK_FOLDERS = {"reviews": ("reviews", None), "chnsenticorp_htl": ("chnsenticorp", "chnsenticorp_htl"),
@@ -71,24 +75,17 @@ def finetune_values(cell: Cell, args: argparse.Namespace, task_folders: dict = T
     return {**values, "init": cell.init_path, "vocab_from_train": vocab_from_train}
 
 
-def finished_metrics(values: dict) -> dict | None:
+def finished_cell(values: dict) -> dict | None:
     """A finished cell's metrics.json when it was run with these settings, else None."""
-    path = Path(values["out_dir"]) / "metrics.json"
-    if not path.is_file():
+    metrics = finished_metrics(values["out_dir"])
+    if metrics is None:
         return None
-    metrics = json.loads(path.read_text(encoding="utf-8"))
     saved = dict(metrics.get("config", {}))
     examples = metrics.get("examples", {})
     if saved.get("eval_limit") is not None and all(examples.get(split, saved["eval_limit"]) < saved["eval_limit"]
                                                    for split in ("dev", "test")):
         saved["eval_limit"] = None  # a limit above both split sizes scored every example: the same as no limit
-    for key, value in values.items():
-        if key == "optim":
-            if any(saved.get("optim", {}).get(name) != v for name, v in value.items()):
-                return None
-        elif key != "out_dir" and saved.get(key) != value:
-            return None
-    return metrics
+    return None if settings_difference(values, saved) else metrics
 
 
 def run_in_folder(values: dict, build_config: Callable[..., object], run: Callable[[object, object], None],
@@ -246,7 +243,7 @@ def main() -> None:
     results: dict[Cell, dict] = {}
     for index, cell in enumerate(cells, 1):
         values = finetune_values(cell, args)
-        metrics = finished_metrics(values)
+        metrics = finished_cell(values)
         status = "reused"
         if metrics is None and run_only is not None and cell.init_name not in run_only:
             print(f"[{index}/{len(cells)}] {cell.table_task} {cell.init_name} seed {cell.seed}: not run here "

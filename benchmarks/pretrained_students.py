@@ -59,7 +59,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark whose teacher settings we share
-from pretrained_pipeline import (TASK_FOLDERS, Cell, finetune_values, finished_metrics, mean, run_cell,  # noqa: E402
+from finished_runs import finished_metrics, settings_difference  # noqa: E402
+from pretrained_pipeline import (TASK_FOLDERS, Cell, finetune_values, finished_cell, mean, run_cell,  # noqa: E402
                                  run_in_folder)
 
 GENERAL = "general"  # row keys ending in -general start from the general-distilled student
@@ -81,25 +82,6 @@ NOT_COMPARED = frozenset({"out_dir", "resume", "device"})
 
 # ---- settings: what each stage runs with, and whether a finished folder ran with them ----------
 
-def settings_difference(wanted: dict, saved: dict, prefix: str = "") -> str | None:
-    """The first field of ``wanted`` that ``saved`` holds differently (``optim.lr: ran with 0.001, now 0.0005``).
-
-    Nested blocks compare only the fields given (a saved config also holds the defaults);
-    ``out_dir``, ``resume`` and ``device`` are not compared. None when everything matches.
-    """
-    for key, value in wanted.items():
-        if key in NOT_COMPARED:
-            continue
-        have = saved.get(key)
-        if isinstance(value, dict) and isinstance(have, dict):
-            difference = settings_difference(value, have, f"{prefix}{key}.")
-            if difference:
-                return difference
-        elif have != value:
-            return f"{prefix}{key}: ran with {have!r}, now {value!r}"
-    return None
-
-
 def finished_run(out_dir: str | Path, config: dict, recorded: dict | None = None,
                  config_class: type | None = None) -> dict | None:
     """The metrics.json of a run finished in ``out_dir`` with ``config`` (and these ``recorded`` top-level
@@ -109,17 +91,17 @@ def finished_run(out_dir: str | Path, config: dict, recorded: dict | None = None
     since the run finished counts as its default (the run behaved so); a default that changed
     since still differs, because a saved config holds every field it had.
     """
-    path = Path(out_dir) / "metrics.json"
-    if not path.is_file():
+    metrics = finished_metrics(out_dir)
+    if metrics is None:
         return None
-    metrics = json.loads(path.read_text(encoding="utf-8"))
     saved = metrics.get("config", {})
     if config_class is not None:
         try:
             saved = resolved(config_class, saved)
         except (TypeError, ValueError):
             pass  # a field removed or renamed since: compared as saved, so it shows as a difference
-    difference = settings_difference(config, saved) or settings_difference(recorded or {}, metrics)
+    difference = (settings_difference(config, saved, tuple(NOT_COMPARED))
+                  or settings_difference(recorded or {}, metrics, tuple(NOT_COMPARED)))
     if difference:
         raise ValueError(f"{out_dir} holds a finished run with other settings ({difference}): delete the folder "
                          "or choose another --out")
@@ -288,7 +270,7 @@ def task_teacher(table_task: str, given: dict[str, str], args: argparse.Namespac
     if table_task in given:
         return given[table_task]
     values = teacher_values(table_task, args)
-    metrics = finished_metrics(values)
+    metrics = finished_cell(values)
     if metrics is None:
         log(f"{table_task}: fine-tuning the pretrained teacher ({values['out_dir']}/run.log)")
         metrics = run_cell(values, args.threads)

@@ -43,20 +43,20 @@ def test_pretrained_pipeline_reuses_only_cells_run_with_the_same_settings(tmp_pa
     # waimai is read as a two-class sentiment task; a checkpoint init rebuilds the vocab from train
     assert values["task"] == "chnsenticorp" and values["data_dir"] == str(Path("data") / "waimai_10k")
     assert values["init"] == str(ckpt) and values["vocab_from_train"] is True and "preset" not in values
-    assert pipeline.finished_metrics(values) is None  # nothing run yet
+    assert pipeline.finished_cell(values) is None  # nothing run yet
     finished_cell(pipeline, cell, args, 0.8, 0.7)
-    assert pipeline.finished_metrics(values)["test"]["accuracy"] == 0.7
+    assert pipeline.finished_cell(values)["test"]["accuracy"] == 0.7
     metrics = json.loads((Path(values["out_dir"]) / "metrics.json").read_text())
     metrics["config"]["eval_limit"], metrics["examples"] = 2000, {"dev": 1199, "test": 1201}  # above both: all scored
     (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics))
-    assert pipeline.finished_metrics(values) is not None
+    assert pipeline.finished_cell(values) is not None
     metrics["config"]["eval_limit"] = 1200  # cuts the test split: another setting
     (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics))
-    assert pipeline.finished_metrics(values) is None
+    assert pipeline.finished_cell(values) is None
     metrics["config"]["eval_limit"] = None
     (Path(values["out_dir"]) / "metrics.json").write_text(json.dumps(metrics))
     args.lr = 1e-4  # another learning rate: the finished cell is not this one
-    assert pipeline.finished_metrics(pipeline.finetune_values(cell, args)) is None
+    assert pipeline.finished_cell(pipeline.finetune_values(cell, args)) is None
     scratch = pipeline.finetune_values(pipeline.Cell("reviews", "scratch", None, 42), args)
     assert scratch["preset"] == "teacher-small" and scratch["data_dir"] is None and "init" not in scratch
 

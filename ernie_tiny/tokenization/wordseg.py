@@ -19,8 +19,6 @@ import re
 from functools import lru_cache
 from typing import Protocol
 
-from ernie_tiny.tokenization.subword.normalize import normalize_text
-
 # jieba.load_userdict's own line format: "word [freq] [tag]".
 _USER_DICT_LINE = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
 
@@ -111,6 +109,9 @@ def jieba_version() -> str:
 
 def parse_user_dict(text: str) -> list[tuple[str, int | None, str | None]]:
     """``(word, freq, tag)`` for each non-empty line of a jieba user dictionary, words normalised."""
+    # imported here: the subword package imports this module (its segmenters) while it initialises
+    from ernie_tiny.tokenization.subword.normalize import normalize_text
+
     entries = []
     for line in text.splitlines():
         line = line.strip().lstrip("\ufeff")
