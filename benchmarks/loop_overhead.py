@@ -34,7 +34,8 @@ from rich.console import Console
 
 from ernie_tiny.data.tasks import load_split
 from ernie_tiny.distill.config import Stage
-from ernie_tiny.distill.data import TeacherTargets, build_items, collate_distill
+from ernie_tiny.distill.data import build_items, collate_distill
+from ernie_tiny.distill.teacher import TeacherTargets
 from ernie_tiny.distill.layer_map import parse_layer_map
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.distill.objective import DistillObjective

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ernie_tiny.distill.config import Stage
-from ernie_tiny.distill.data import TeacherTargets, build_items, collate_distill
+from ernie_tiny.distill.data import build_items, collate_distill
+from ernie_tiny.distill.teacher import TeacherTargets
 from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import (AttentionLossKind, DistillLossWeights, FeatureBalance, feature_balance_factor,
                                       feature_warmup_factor)

@@ -28,7 +28,8 @@ from ernie_tiny.data.metrics import bio_entities
 from ernie_tiny.data.tasks import MSRA_TAGS, load_split
 from ernie_tiny.distill.align import align_token_logits, build_alignment, collate_alignments
 from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig
-from ernie_tiny.distill.data import NO_LABEL, TeacherCache, TeacherTargets, build_items, collate_distill
+from ernie_tiny.distill.data import NO_LABEL, build_items, collate_distill
+from ernie_tiny.distill.teacher import TeacherCache, TeacherTargets
 from ernie_tiny.distill.losses import DistillLossWeights, compute_prediction_loss, hard_label_ce, soft_cross_entropy
 from ernie_tiny.finetune import FinetuneConfig, finetune
 from ernie_tiny.model import HeadKind

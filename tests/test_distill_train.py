@@ -23,8 +23,8 @@ from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.commands.distill import distill as distill_command
 from ernie_tiny.distill.align import build_alignment
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, Stage
-from ernie_tiny.distill.data import (TeacherCache, TeacherTargets, build_items, collate_distill, mapped_layers,
-                                     teacher_cache)
+from ernie_tiny.distill.data import build_items, collate_distill
+from ernie_tiny.distill.teacher import TeacherCache, TeacherTargets, mapped_layers, teacher_cache
 from ernie_tiny.distill.general import distill_general
 from ernie_tiny.distill.layer_map import layer_map_preset
 from ernie_tiny.distill.losses import DistillLossWeights

@@ -12,12 +12,8 @@ that the token-level soft loss scores are known for every item.
 The alignment of an example never changes, so it is computed once when the items are
 built and only padded per batch. When the student reads the teacher's own char tokens
 (``--student-tokenizer char``, the no-alignment ablation) the two encodings are the same
-object and the alignment is the identity.
-
-:class:`TeacherCache` keeps the teacher's outputs per item across epochs: its logits
-always (a few floats), its hidden states and attention scores for the mapped layers only
-when they fit in a byte budget. The teacher runs in eval mode, so an item's outputs are
-the same every time it is seen (up to float rounding from different padding).
+object and the alignment is the identity. The teacher's outputs for these items (run,
+cached) are :mod:`ernie_tiny.distill.teacher`'s.
 
 Example::
 
@@ -33,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 
@@ -41,11 +36,9 @@ from ernie_tiny.tokenization.batching import Batch, pad_encodings
 from ernie_tiny.distill.align import AlignedBatch, Alignment, build_alignment, collate_alignments, identity_alignment
 from ernie_tiny.augment.ner import augment_ner_examples
 from ernie_tiny.augment.strategies import augment_examples
-from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig, Stage
+from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig
 from ernie_tiny.training.distributed import DistributedContext, barrier
-from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
-from ernie_tiny.model import EncoderOutput, ErnieConfig
 from ernie_tiny.data.tasks import IGNORE_INDEX, Example, TaskKind, align_tags_to_tokens, get_task
 from ernie_tiny.tokenization.load import TOKENIZER_CONFIG, load_tokenizer
 
@@ -140,111 +133,6 @@ def alignment_coverage(items: Sequence[DistillItem]) -> float:
     return sum(int(item.alignment.valid.sum()) for item in items) / max(total, 1)
 
 
-# ---- teacher outputs, cached per item ------------------------------------------------------------
-
-@dataclass
-class TeacherTargets:
-    """What the losses need from the teacher for one batch."""
-
-    logits: torch.Tensor | None  # (B, C); (B,) for a ranking head; (B, T, C) per teacher token for NER
-    encoder: EncoderOutput | None  # hidden_states / attention_scores; only the mapped layers are filled
-
-    def to(self, device: torch.device | str) -> "TeacherTargets":
-        def move(states: tuple | None) -> tuple | None:
-            return None if states is None else tuple(None if s is None else s.to(device) for s in states)
-
-        encoder = self.encoder
-        if encoder is not None:
-            encoder = EncoderOutput(None, None, move(encoder.hidden_states), move(encoder.attention_scores))
-        return TeacherTargets(None if self.logits is None else self.logits.to(device), encoder)
-
-
-def mapped_layers(layer_map: LayerMap) -> tuple[list[int], list[int]]:
-    """Teacher ``hidden_states`` indices and ``attention_scores`` indices the layer map reads."""
-    hidden = sorted({m.teacher_layer for m in layer_map if m.feature in (Feature.embeddings, Feature.hidden)})
-    attention = sorted({m.teacher_layer - 1 for m in layer_map if m.feature is Feature.attention})
-    return hidden, attention
-
-
-def feature_cache_bytes(lengths: Sequence[int], hidden_size: int, num_heads: int, num_hidden: int,
-                        num_attention: int, bytes_per_value: int = 4) -> int:
-    """Bytes to keep the mapped hidden states (T_i, H) and attention scores (h, T_i, T_i) of every item."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    values = lengths * hidden_size * num_hidden + num_heads * lengths**2 * num_attention
-    return int(values.sum()) * bytes_per_value
-
-
-def pad_rows(values: Sequence[torch.Tensor], lengths: Sequence[int], width: int) -> torch.Tensor:
-    """Stack per-item values; unpadded token rows (T_i, C) are zero-padded to (B, width, C)."""
-    if values[0].dim() < 2:
-        return torch.stack(list(values))
-    padded = values[0].new_zeros(len(values), width, values[0].shape[-1])  # (B, T, C)
-    for row, (value, n) in enumerate(zip(values, lengths)):
-        padded[row, :n] = value
-    return padded
-
-
-class TeacherCache:
-    """Teacher logits (and, with ``keep_features``, mapped hidden states / attention scores) per item index.
-
-    Stored unpadded on the CPU (token logits (T_i, C) too); :meth:`lookup` pads them back to a batch's width.
-    """
-
-    def __init__(self, num_layers: int, hidden_layers: Sequence[int], attention_layers: Sequence[int],
-                 keep_features: bool):
-        self.num_layers = num_layers
-        self.hidden_layers = list(hidden_layers)
-        self.attention_layers = list(attention_layers)
-        self.keep_features = keep_features
-        self.logits: dict[int, torch.Tensor] = {}
-        self.hidden: dict[int, list[torch.Tensor]] = {}  # item -> one (T_i, H) per hidden layer
-        self.attention: dict[int, list[torch.Tensor]] = {}  # item -> one (h, T_i, T_i) per attention layer
-
-    def lookup(self, indices: Sequence[int], lengths: Sequence[int], width: int,
-               need_features: bool) -> TeacherTargets | None:
-        """The batch's targets if every item is cached (features too when ``need_features``), else None."""
-        if not all(i in self.logits for i in indices):
-            return None
-        logits = pad_rows([self.logits[i] for i in indices], lengths, width)
-        if not need_features:
-            return TeacherTargets(logits, None)
-        if not (self.keep_features and all(i in self.hidden for i in indices)):
-            return None
-        hidden_states: list[torch.Tensor | None] = [None] * (self.num_layers + 1)
-        for k, layer in enumerate(self.hidden_layers):
-            rows = [self.hidden[i][k] for i in indices]
-            padded = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])  # (B, T, H)
-            for row, (value, n) in enumerate(zip(rows, lengths)):
-                padded[row, :n] = value
-            hidden_states[layer] = padded
-        attention_scores: list[torch.Tensor | None] = [None] * self.num_layers
-        for k, layer in enumerate(self.attention_layers):
-            rows = [self.attention[i][k] for i in indices]
-            padded = rows[0].new_zeros(len(rows), rows[0].shape[0], width, width)  # (B, h, T, T)
-            for row, (value, n) in enumerate(zip(rows, lengths)):
-                padded[row, :, :n, :n] = value
-            attention_scores[layer] = padded
-        encoder = EncoderOutput(last_hidden_state=hidden_states[-1], pooled_output=None,
-                                hidden_states=tuple(hidden_states), attention_scores=tuple(attention_scores))
-        return TeacherTargets(logits, encoder)
-
-    def store(self, indices: Sequence[int], lengths: Sequence[int], targets: TeacherTargets) -> None:
-        """Keep each item's unpadded outputs (features only with ``keep_features`` and when present)."""
-        logits = targets.logits.detach().float().cpu()
-        encoder = targets.encoder
-        with_features = self.keep_features and encoder is not None and encoder.hidden_states is not None \
-            and (not self.attention_layers or encoder.attention_scores is not None)
-        if with_features:
-            hidden = [encoder.hidden_states[layer].detach().float().cpu() for layer in self.hidden_layers]
-            attention = [encoder.attention_scores[layer].detach().float().cpu() for layer in self.attention_layers]
-        token_level = logits.dim() == 3  # (B, T, C): one row per teacher token
-        for row, (index, n) in enumerate(zip(indices, lengths)):
-            self.logits[index] = logits[row, :n].clone() if token_level else logits[row].clone()
-            if with_features:
-                self.hidden[index] = [h[row, :n].clone() for h in hidden]
-                self.attention[index] = [a[row, :, :n, :n].clone() for a in attention]
-
-
 # ---- which tokenizer the student reads ---------------------------------------------------------------
 
 def default_tokenizer_dir(vocab_size: int) -> Path:
@@ -330,19 +218,3 @@ def mean_tokens(items: list[DistillItem]) -> dict[str, float]:
     count = max(len(items), 1)
     return {"teacher": round(sum(len(i.teacher) for i in items) / count, 2),
             "student": round(sum(len(i.student) for i in items) / count, 2)}
-
-
-def teacher_cache(config: DistillConfig, teacher: ErnieConfig, layer_map: LayerMap,
-                  items: list[DistillItem]) -> TeacherCache | None:
-    if not config.cache_teacher:
-        return None
-    if config.loss_weights.soft == 0 and not any(stage.matches_features for stage in config.stage.stages()):
-        return None  # labels only: the loop never asks the teacher for anything
-    hidden, attention = mapped_layers(layer_map)
-    size = feature_cache_bytes([len(i.teacher) for i in items], teacher.hidden_size, teacher.num_heads,
-                               len(hidden), len(attention))
-    # Augmented copies are many and seen rarely: their hidden states are not worth the memory.
-    keep_features = config.augment == 0 and size <= config.teacher_cache_mb * 2**20
-    if not keep_features and Stage.prediction not in config.stage.stages():
-        return None  # joint / intermediate steps need the features every time: logits alone would never be read
-    return TeacherCache(teacher.num_layers, hidden, attention, keep_features)

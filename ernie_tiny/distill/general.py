@@ -30,9 +30,11 @@ from ernie_tiny.distill.config import GeneralDistillConfig, Stage
 from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
+from ernie_tiny.distill.teacher import DistillTeacher
 from ernie_tiny.distill.train import Session, StagePlan, run_stages
 from ernie_tiny.model import HeadKind, encoder_of
 from ernie_tiny.training.logging import write_run_summary
+from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.state import plain
 
 STUDENT_DIR = "student"
@@ -93,9 +95,15 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
     console.print(f"corpus: {len(texts)} texts from {config.corpus or 'the embedded corpus'}; aligned student tokens "
                   f"{100 * alignment_coverage(items):.1f}%; {ctx.world_size} process(es) on {ctx.device}")
     presets = {"teacher": teacher.config.preset, "student": student_config.preset}
-    session = Session(ctx, console, out_dir, config.optim, config, teacher_encoder, teacher.tokenizer,
-                      student_tok.tokenizer, setup.objective, items, cache=None,
-                      resumable_changes=RESUMABLE_CHANGES, checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
+    distill_teacher = DistillTeacher(
+        model=teacher_encoder, tokenizer=teacher.tokenizer, items=items, cache=None,
+        amp=Amp.resolve(config.optim.precision, ctx.device), device=ctx.device, chunk_size=config.optim.batch_size,
+        student_pad_id=student_tok.tokenizer.pad_id, reads_attention=setup.objective.needs_attention,
+        reads_logits=setup.objective.weights.soft != 0)
+    session = Session(ctx=ctx, console=console, out_dir=out_dir, config=config, teacher=distill_teacher,
+                      student_tokenizer=student_tok.tokenizer, objective=setup.objective,
+                      resumable_changes=RESUMABLE_CHANGES,
+                      checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
 
     def on_stage_end(stage: Stage) -> None:
         session.save_student(out_dir / STUDENT_DIR, {"stage": stage.value, "steps": config.steps})

@@ -29,7 +29,8 @@ from torch import nn
 
 from ernie_tiny.distill.config import Stage
 from ernie_tiny.distill.align import align_token_logits
-from ernie_tiny.distill.data import NO_LABEL, DistillBatch, TeacherTargets
+from ernie_tiny.distill.data import NO_LABEL, DistillBatch
+from ernie_tiny.distill.teacher import TeacherTargets
 from ernie_tiny.distill.layer_map import Feature, LayerMap
 from ernie_tiny.distill.losses import (
     AttentionLossKind,

@@ -28,7 +28,9 @@ from rich.console import Console
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.distill.config import DistillConfig, Stage
-from ernie_tiny.distill.data import alignment_coverage, mean_tokens, teacher_cache, training_items
+from ernie_tiny.distill.data import alignment_coverage, mean_tokens, training_items
+from ernie_tiny.distill.teacher import DistillTeacher, teacher_cache
+from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
 from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Session, StagePlan, run_stages
@@ -99,9 +101,14 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                   + f"; aligned student tokens {100 * alignment_coverage(items):.1f}%; teacher cache: "
                   + ("off" if cache is None else "logits + features" if cache.keep_features else "logits")
                   + f"; {ctx.world_size} process(es) on {ctx.device}")
-    session = Session(ctx, console, out_dir, config.optim, config, teacher.model, teacher.tokenizer,
-                      student_tok.tokenizer, setup.objective, items, cache, resumable_changes=RESUMABLE_CHANGES,
-                      evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
+    distill_teacher = DistillTeacher(
+        model=teacher.model, tokenizer=teacher.tokenizer, items=items, cache=cache,
+        amp=Amp.resolve(config.optim.precision, ctx.device), device=ctx.device, chunk_size=config.optim.batch_size,
+        student_pad_id=student_tok.tokenizer.pad_id, reads_attention=setup.objective.needs_attention,
+        reads_logits=setup.objective.weights.soft != 0)
+    session = Session(ctx=ctx, console=console, out_dir=out_dir, config=config, teacher=distill_teacher,
+                      student_tokenizer=student_tok.tokenizer, objective=setup.objective,
+                      resumable_changes=RESUMABLE_CHANGES, evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
                       main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
                       checkpoint_extra={"teacher": config.teacher, "presets": presets})
 

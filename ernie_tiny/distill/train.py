@@ -1,8 +1,8 @@
 """Distillation stages on the one training loop (:func:`ernie_tiny.training.loop.train`).
 
-    Session (teacher, student + projection, items, cache) -> run_stages([intermediate, prediction])
+    Session (DistillTeacher: model, items, cache; student + projection) -> run_stages([intermediate, prediction])
         each stage is one loop run with a fresh AdamW; its loss of a batch is
-        teacher outputs (cached or inference-mode forward) -> DistillObjective(student forward + losses)
+        teacher outputs (:mod:`ernie_tiny.distill.teacher`) -> DistillObjective(student forward + losses)
 
 Stage ``intermediate`` runs the student with hidden states and attention scores and
 trains it and the hidden-size projection on the layer-map losses; stage ``prediction``
@@ -23,21 +23,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from torch import nn
 
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.distill.config import Stage
-from ernie_tiny.distill.data import DistillBatch, DistillItem, TeacherCache, TeacherTargets, collate_distill
+from ernie_tiny.distill.data import DistillBatch, collate_distill
+from ernie_tiny.distill.teacher import DistillTeacher
 from ernie_tiny.distill.objective import DistillObjective
-from ernie_tiny.model import ModelOutput
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.training.data_order import batch_for_step
 from ernie_tiny.training.distributed import DistributedContext, barrier
 from ernie_tiny.training.logging import MetricsLog
 from ernie_tiny.training.loop import LAST_STATE, BestRecord, RunContext, TrainSpec, check_resumable, train
-from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig
 from ernie_tiny.training.state import plain, read_training_state
 
@@ -52,21 +50,17 @@ class StagePlan:
     lr: float
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Session:
     """Everything the stages need, built once per run by :func:`distill` or ``general.distill_general``."""
 
     ctx: DistributedContext
     console: Console
     out_dir: Path
-    optim: OptimConfig  # the shared optimisation block; each stage sets its own lr
-    config: object  # the run's typed config: saved in last.pt and in every checkpoint
-    teacher: nn.Module  # eval mode, no gradients
-    teacher_tokenizer: Tokenizer
+    config: object  # the run's typed config (its ``optim`` block included): saved in last.pt and every checkpoint
+    teacher: DistillTeacher
     student_tokenizer: Tokenizer  # saved with the student (the teacher's own for a char student)
     objective: DistillObjective
-    items: list[DistillItem]
-    cache: TeacherCache | None
     resumable_changes: frozenset[str] = frozenset()  # config fields a resumed run may change
     evaluate_dev: Callable[[nn.Module], dict[str, float]] | None = None  # student -> dev metrics
     main_metric: str | None = None
@@ -79,61 +73,13 @@ class Session:
         return self.objective.student
 
     @property
-    def amp(self) -> Amp:
-        return Amp.resolve(self.optim.precision, self.ctx.device)
+    def optim(self) -> OptimConfig:
+        return self.config.optim
 
     def save_student(self, directory: Path, extra: dict) -> None:
         if self.ctx.is_main:
             save_pretrained(self.student, directory, self.student_tokenizer, self.task_name, self.labels,
                             extra={**self.checkpoint_extra, "distill_config": plain(self.config), **extra})
-
-
-# ---- teacher outputs ---------------------------------------------------------------------------------
-
-def run_teacher(session: Session, batch: DistillBatch, need_features: bool) -> TeacherTargets:
-    """One inference-mode teacher forward on the batch's teacher side."""
-    inputs = batch.teacher
-    with torch.inference_mode(), session.amp.autocast():
-        out = session.teacher(inputs.input_ids, inputs.token_type_ids, inputs.attention_mask,
-                              output_hidden_states=need_features,
-                              output_attention_scores=need_features and session.objective.needs_attention)
-    if isinstance(out, ModelOutput):
-        return TeacherTargets(out.logits, out.encoder)
-    return TeacherTargets(None, out)
-
-
-def fill_cache(session: Session, indices: list[int]) -> None:
-    """Cache the teacher outputs of ``indices`` computed in fixed chunks of consecutive items.
-
-    An item's cached value always comes from the same chunk (same neighbours, same padding,
-    same outputs requested: the attention path that returns scores is not the fused one),
-    never from whichever training batch first needed it: a resumed run, whose cache starts
-    empty, reads exactly the values the uninterrupted run read.
-    """
-    cache, size = session.cache, session.optim.batch_size
-    teacher_pad, student_pad = session.teacher_tokenizer.pad_id, session.student_tokenizer.pad_id
-    for chunk in sorted({i // size for i in indices if i not in cache.logits}):
-        rows = session.items[chunk * size:(chunk + 1) * size]
-        batch = collate_distill(rows, teacher_pad, student_pad).to(session.ctx.device)
-        lengths = batch.teacher.attention_mask.sum(dim=1).tolist()
-        cache.store(batch.indices, lengths, run_teacher(session, batch, cache.keep_features))
-
-
-def teacher_targets(session: Session, batch: DistillBatch, stage: Stage) -> TeacherTargets | None:
-    """The teacher's outputs for a batch: from the cache (filled chunk by chunk), or one forward pass."""
-    need_features = stage.matches_features
-    if not need_features and session.objective.weights.soft == 0:  # labels-only: no teacher at all
-        return None
-    cache = session.cache
-    if cache is None or (need_features and not cache.keep_features):
-        return run_teacher(session, batch, need_features)
-    lengths = batch.teacher.attention_mask.sum(dim=1).tolist()
-    width = batch.teacher.input_ids.shape[1]
-    hit = cache.lookup(batch.indices, lengths, width, need_features)
-    if hit is None:
-        fill_cache(session, list(batch.indices))
-        hit = cache.lookup(batch.indices, lengths, width, need_features)
-    return hit.to(session.ctx.device)
 
 
 # ---- the stages --------------------------------------------------------------------------------------
@@ -147,11 +93,11 @@ class StagesOutcome:
 def stage_spec(session: Session, plan: StagePlan) -> TrainSpec:
     """The loop's view of one stage: the student objective, its batches, its loss, its evaluation."""
     ctx, settings = session.ctx, session.optim
-    teacher_pad, student_pad = session.teacher_tokenizer.pad_id, session.student_tokenizer.pad_id
+    teacher_pad, student_pad = session.teacher.tokenizer.pad_id, session.student_tokenizer.pad_id
     evaluates = session.evaluate_dev is not None and plan.stage.matches_logits
 
     def loss_fn(model: nn.Module, batch: DistillBatch):
-        return model(batch, teacher_targets(session, batch, plan.stage), plan.stage)
+        return model(batch, session.teacher.targets(batch, plan.stage), plan.stage)
 
     def save_best(model: nn.Module, step: int, dev: dict[str, float]) -> None:
         session.save_student(session.out_dir / BEST_DIR, {"step": step, "dev": dev})
@@ -159,7 +105,7 @@ def stage_spec(session: Session, plan: StagePlan) -> TrainSpec:
     return TrainSpec(
         name=plan.stage.value, model=session.objective, steps=plan.steps,
         # A pure function of (seed, step, rank): a resumed run sees the same batches.
-        items_for_step=lambda step: batch_for_step(session.items, step, settings.batch_size, settings.seed,
+        items_for_step=lambda step: batch_for_step(session.teacher.items, step, settings.batch_size, settings.seed,
                                                    ctx.rank, ctx.world_size),
         collate=lambda rows: collate_distill(rows, teacher_pad, student_pad),
         loss_fn=loss_fn, term_names=session.objective.term_names(plan.stage),
