@@ -81,7 +81,7 @@ def test_ner_rows_with_spaces_or_ernie_separator(tmp_path):
      ":2: unknown tag 'I-XYZ' at item 2 (expected one of B-PER, I-PER, B-ORG, I-ORG, B-LOC, I-LOC, O)"),
     ("msra-ner", "text_a\tlabel\n张三 去\tB-PER O\n", ":2: item 1 '张三' is not one character"),
     ("chnsenticorp", b"label\ttext_a\n1\t\xe5\xa5\xbd\n0\t\xff\xfe\n",
-     ":3: not valid UTF-8 (byte 2: invalid start byte)"),
+     ":3: not valid UTF-8 (byte 2: invalid start byte); convert the file to UTF-8 first"),
     ("chnsenticorp", "label\ttext_a\n", ":2: no rows after the header"),
 ])
 def test_malformed_rows_stop_with_file_line_and_problem(tmp_path, task, content, problem):

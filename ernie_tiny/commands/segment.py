@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ernie_tiny.text_files import read_lines
 from ernie_tiny.commands.errors import command_errors
 from ernie_tiny.commands.options import TaskOpt, command_group
 from ernie_tiny.io_utils import atomic_write_json
@@ -21,7 +22,8 @@ from ernie_tiny.tokenization.subword.sources import EMBEDDED, read_corpus_source
 from ernie_tiny.tokenization.subword.train import ModelType
 from ernie_tiny.tokenization.vocab_files import TOKENIZER_CONFIG
 
-segment_app = command_group("Subword tokenizer of the student: jieba words + sentencepiece + ERNIE vocab.txt.")
+segment_app = command_group("Subword tokenizer of the student: jieba words + sentencepiece + ERNIE vocab.txt.\n\n"
+                            "Example: ernie-tiny segment train --vocab-size 8000 --out runs/tokenizer")
 console = Console(stderr=True, highlight=False)
 
 TokenizerDir = Annotated[Path, typer.Option("--tokenizer", help="Tokenizer folder (segment train output, or the "
@@ -40,7 +42,7 @@ def train(
     corpus: Annotated[Optional[list[str]], typer.Option(
         help="Training text, repeatable: 'embedded' (People's Daily + reviews, the default), a .tsv with a "
              "text_a column (text_b too), or a text file with one text per line.")] = None,
-    vocab_size: Annotated[int, typer.Option(help="vocab.txt size, the 5 specials included.")] = DEFAULT_VOCAB_SIZE,
+    vocab_size: Annotated[int, typer.Option(min=1, help="vocab.txt size, the 5 specials included.")] = DEFAULT_VOCAB_SIZE,
     model_type: Annotated[ModelType, typer.Option(help="sentencepiece model.")] = ModelType.UNIGRAM,
     segmentation: Annotated[Segmentation, typer.Option(help="Words before sentencepiece.")] = Segmentation.JIEBA,
     word_boundary: Annotated[WordBoundary, typer.Option(
@@ -50,9 +52,9 @@ def train(
     wordseg_dict: WordsegDict = None,
     split_by_script: Annotated[bool, typer.Option(help="Keep Han, Latin, digits and punctuation in separate "
                                                        "pieces.")] = True,
-    max_piece_chars: Annotated[int, typer.Option(help="Longest piece in chars (short pieces leave room for more "
+    max_piece_chars: Annotated[int, typer.Option(min=1, help="Longest piece in chars (short pieces leave room for more "
                                                       "whole words).")] = DEFAULT_MAX_PIECE_CHARS,
-    max_sentences: Annotated[Optional[int], typer.Option(help="Train on this many texts, sampled evenly.")] = None,
+    max_sentences: Annotated[Optional[int], typer.Option(min=1, help="Train on this many texts, sampled evenly.")] = None,
 ) -> None:
     """Train a sentencepiece tokenizer on jieba-segmented text; OUT is a complete tokenizer folder.
 
@@ -84,7 +86,7 @@ def encode(
     text_b: Annotated[Optional[str], typer.Option(help="Second text of a pair.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="UTF-8 file: one text per line, or 'a<TAB>b' pairs; "
                                                       "prints JSON lines.")] = None,
-    max_len: Annotated[int, typer.Option(help="Truncate to this many tokens, specials included.")] = 512,
+    max_len: Annotated[int, typer.Option(min=3, help="Truncate to this many tokens, specials included.")] = 512,
     wordseg_dict: WordsegDict = None,
 ) -> None:
     """Print the pieces and ids of --text, or one JSON line per line of --file.
@@ -100,19 +102,12 @@ def encode(
             typer.echo("pieces: " + " ".join(enc.tokens))
             typer.echo("ids:    " + " ".join(map(str, enc.input_ids)))
             return
-        if not file.is_file():
-            raise ValueError(f"{file}: no such file")
-        lines = file.read_bytes().split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
+        lines = read_lines(file)
         batch_size = 1000
         for first in range(0, len(lines), batch_size):
             pairs = []
-            for line_no, raw in enumerate(lines[first:first + batch_size], start=first + 1):
-                try:
-                    fields = raw.decode("utf-8").rstrip("\r").split("\t")
-                except UnicodeDecodeError as err:
-                    raise ValueError(f"{file}:{line_no}: not valid UTF-8 (byte {err.start}: {err.reason})") from None
+            for line_no, line in enumerate(lines[first:first + batch_size], start=first + 1):
+                fields = line.text.split("\t")
                 if len(fields) > 2:
                     raise ValueError(f"{file}:{line_no}: expected a text or 'a<TAB>b', got {len(fields)} fields")
                 pairs.append((fields[0], fields[1] if len(fields) == 2 else None))

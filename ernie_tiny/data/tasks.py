@@ -34,6 +34,7 @@ import numpy as np
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.io_utils import atomic_write_text
+from ernie_tiny.text_files import TextFileError, read_tsv
 from ernie_tiny.data.metrics import entity_f1, mean_reciprocal_rank
 
 SPLITS = ("train", "dev", "test")
@@ -147,29 +148,6 @@ class Example:
         return f"{self.source}:{self.line}"
 
 
-# ---- reading TSV files --------------------------------------------------------------------------
-
-def read_tsv(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The header and ``(line number, fields)`` of every later line; bad UTF-8 names its line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    raw_lines = path.read_bytes().split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # the final newline
-    rows = []
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            text = raw.removesuffix(b"\r").decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}:{number}: not valid UTF-8 (byte {err.start}: {err.reason})") from None
-        rows.append((number, text.split("\t")))
-    if not rows:
-        raise DataError(f"{path}:1: empty file, expected a header line")
-    header = [name.strip().removeprefix("\ufeff") for name in rows[0][1]]
-    return header, rows[1:]
-
-
 def parse_row(task: TaskSpec, fields: list[str], column: dict[str, int], where: str) -> Example:
     """One :class:`Example` from the fields of one TSV line (``where`` is ``file:line``)."""
     if len(fields) != len(column):
@@ -208,7 +186,10 @@ def parse_ner_row(task: TaskSpec, chars_field: str, tags_field: str, where: str)
 def read_task_file(task: TaskSpec | str, path: str | os.PathLike) -> list[Example]:
     """Every row of one ERNIE task_data TSV file as an :class:`Example`."""
     task = get_task(task)
-    header, rows = read_tsv(path)
+    try:
+        header, rows = read_tsv(path)
+    except TextFileError as err:
+        raise DataError(str(err)) from None
     missing = [name for name in task.columns if name not in header]
     if missing:
         raise DataError(f"{path}:1: header lacks column {', '.join(map(repr, missing))} "

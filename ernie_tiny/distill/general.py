@@ -35,6 +35,7 @@ from ernie_tiny.distill.train import Session, StagePlan, run_stages
 from ernie_tiny.model import HeadKind, encoder_of
 from ernie_tiny.training.logging import write_run_summary
 from ernie_tiny.training.precision import Amp
+from ernie_tiny.text_files import Blank, read_lines
 from ernie_tiny.training.state import plain
 
 STUDENT_DIR = "student"
@@ -54,17 +55,10 @@ class GeneralDistillResult:
 def read_corpus(path: str | None, max_texts: int | None) -> list[str]:
     """Non-empty stripped lines of ``path`` (UTF-8), or the embedded corpus; the first ``max_texts``."""
     if path is None:
-        texts = embedded_corpus_texts()
+        texts = [t for t in embedded_corpus_texts() if t]
     else:
-        if not Path(path).is_file():
-            raise ValueError(f"{path}: no such corpus file")
-        texts = []
-        for line_no, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
-            try:
-                texts.append(raw.decode("utf-8").strip())
-            except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    texts = [t for t in texts if t][:max_texts]
+        texts = [line.text for line in read_lines(path, strip=True, blank=Blank.skip, what="corpus file")]
+    texts = texts[:max_texts]
     if not texts:
         raise ValueError(f"{path or 'embedded corpus'}: no non-empty lines")
     return texts

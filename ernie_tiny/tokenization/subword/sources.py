@@ -11,26 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ernie_tiny.text_files import Blank, read_lines, read_tsv
+
 EMBEDDED = "embedded"
 
 
 def _read_text_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such corpus file")
-    texts = []
-    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}:{line_no}: not valid UTF-8 (byte {err.start}: {err.reason})") from None
-        if line:
-            texts.append(line)
-    return texts
+    return [line.text for line in read_lines(path, strip=True, blank=Blank.skip, what="corpus file")]
 
 
 def _read_tsv_texts(path: Path) -> list[str]:
-    from ernie_tiny.data.tasks import read_tsv
-
     header, rows = read_tsv(path)
     if "text_a" not in header:
         raise ValueError(f"{path}:1: a .tsv corpus needs a 'text_a' column in its header, found {', '.join(header)}")
