@@ -15,7 +15,7 @@ from ernie_tiny.checkpoint import CheckpointError, load_pretrained
 from ernie_tiny.commands.teacher import teacher_app
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.tokenization.char import CharTokenizer
-from ernie_tiny.convert.detect import CheckpointFormat, count_parameters, detect_format, load_teacher
+from ernie_tiny.convert.detect import CheckpointFormat, count_parameters, detect_format, load_checkpoint
 from ernie_tiny.convert.paddle import (LoDTensorError, lod_tensor_bytes, parse_tensor_desc, read_lod_tensor,
                                               write_lod_tensor)
 
@@ -78,7 +78,7 @@ def test_hf_encoder_parity_every_layer(tmp_path, model_type, use_task_id, safe):
     reference_cls = transformers.ErnieModel if model_type == "ernie" else transformers.BertModel
     reference = randomised(reference_cls(tiny_hf_config(model_type, **extra)), seed=1)
     save_hf(reference, tmp_path, safe=safe)
-    loaded = load_teacher(tmp_path)
+    loaded = load_checkpoint(tmp_path)
     assert detect_format(tmp_path) is CheckpointFormat.hf
     assert loaded.config.preset == f"hf:{model_type}" and loaded.config.use_task_id == use_task_id
     assert loaded.config.hidden_act == ("relu" if model_type == "ernie" else "gelu")
@@ -106,7 +106,7 @@ def test_hf_classification_logits_and_labels(tmp_path, reference_cls, head):
     config = tiny_hf_config(model_type, num_labels=3, id2label={0: "neg", 1: "neutral", 2: "pos"},
                             label2id={"neg": 0, "neutral": 1, "pos": 2})
     reference = randomised(getattr(transformers, reference_cls)(config), seed=2)
-    loaded = load_teacher(save_hf(reference, tmp_path))
+    loaded = load_checkpoint(save_hf(reference, tmp_path))
     assert loaded.meta.head is head and loaded.meta.labels == ["neg", "neutral", "pos"]
     # transformers' token classifier has no pooler; ours keeps a fresh one and says so
     fresh = [] if head is HeadKind.sequence_classification else ["ernie.pooler.weight", "ernie.pooler.bias"]
@@ -124,7 +124,7 @@ def test_hf_masked_lm_logits(tmp_path, reference_cls):
     model_type = "ernie" if reference_cls.startswith("Ernie") else "bert"
     reference = randomised(getattr(transformers, reference_cls)(tiny_hf_config(model_type)), seed=3)
     reference.tie_weights()  # randomising broke nothing, but keep the decoder tied as saved models are
-    loaded = load_teacher(save_hf(reference, tmp_path, safe=reference_cls != "BertForMaskedLM"))
+    loaded = load_checkpoint(save_hf(reference, tmp_path, safe=reference_cls != "BertForMaskedLM"))
     assert loaded.meta.head is HeadKind.masked_lm
     # transformers builds *ForMaskedLM without a pooler; ours keeps a fresh one and says so
     expected_fresh = [] if reference_cls == "BertForPreTraining" else ["ernie.pooler.weight", "ernie.pooler.bias"]
@@ -150,7 +150,7 @@ def test_hf_old_style_port_with_gamma_beta_and_tied_decoder(tmp_path):
     old_style["bert.embeddings.position_ids"] = torch.arange(24)[None]
     assert "cls.predictions.decoder.weight" in old_style and "cls.predictions.decoder.bias" in old_style
     torch.save(old_style, tmp_path / "pytorch_model.bin")
-    loaded = load_teacher(tmp_path)
+    loaded = load_checkpoint(tmp_path)
     input_ids, token_type_ids, attention_mask = padded_batch()
     with torch.no_grad():
         theirs = reference(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
@@ -159,7 +159,7 @@ def test_hf_old_style_port_with_gamma_beta_and_tied_decoder(tmp_path):
     old_style["cls.predictions.decoder.weight"] = old_style["cls.predictions.decoder.weight"] + 1.0  # untied
     torch.save(old_style, tmp_path / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="decoder.weight is not tied to embeddings.word_embeddings.weight"):
-        load_teacher(tmp_path)
+        load_checkpoint(tmp_path)
 
 
 # ---- Hugging Face bad input ------------------------------------------------------------------------
@@ -178,26 +178,26 @@ def rewrite_weights(directory: Path, edit) -> None:
 def test_hf_missing_extra_and_misshaped_keys_are_named(hf_dir):
     rewrite_weights(hf_dir, lambda s: s.pop("encoder.layer.1.output.dense.bias"))
     with pytest.raises(CheckpointError, match=r"model.safetensors: .*missing 1: encoder.layer.1.output.dense.bias"):
-        load_teacher(hf_dir)
+        load_checkpoint(hf_dir)
     rewrite_weights(hf_dir, lambda s: s.update({"encoder.layer.1.output.dense.bias": torch.zeros(32),
                                                 "encoder.layer.2.output.dense.bias": torch.zeros(32)}))
     with pytest.raises(CheckpointError, match=r"unexpected 1: encoder.layer.2.output.dense.bias"):
-        load_teacher(hf_dir)
+        load_checkpoint(hf_dir)
     rewrite_weights(hf_dir, lambda s: (s.pop("encoder.layer.2.output.dense.bias"),
                                        s.update({"pooler.dense.weight": torch.zeros(32, 31)})))
     with pytest.raises(CheckpointError, match=r"pooler.dense.weight: expected \(32, 32\), got \(32, 31\)"):
-        load_teacher(hf_dir)
+        load_checkpoint(hf_dir)
 
 
 def test_hf_bad_config_and_files(hf_dir):
     (hf_dir / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors or pytorch_model.bin"):
-        load_teacher(hf_dir)
+        load_checkpoint(hf_dir)
     config = (hf_dir / "config.json").read_text(encoding="utf-8")
     (hf_dir / "config.json").write_text(config.replace('"model_type": "ernie"', '"model_type": "roberta"'),
                                         encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"config.json: model_type 'roberta' is not one of"):
-        load_teacher(hf_dir)
+        load_checkpoint(hf_dir)
 
 
 # ---- Paddle ERNIE 1.0 ----------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_paddle_fixture_matches_paddle_outputs(fixture):
     """Weights written by Paddle and outputs computed by Paddle (see fixtures/paddle_micro/make_fixture.py)."""
     directory = FIXTURES / fixture
     expected = np.load(directory / "expected.npz")
-    loaded = load_teacher(directory)
+    loaded = load_checkpoint(directory)
     assert detect_format(directory) is CheckpointFormat.paddle
     assert loaded.config.preset == "paddle:ernie" and loaded.config.intermediate_size == 32
     assert loaded.tokenizer.token_to_id("酒") == 5  # ERNIE's "token<TAB>id" vocab
@@ -278,7 +278,7 @@ def test_paddle_missing_extra_and_misshaped_params_are_named(paddle_dir):
     write_lod_tensor(params / "encoder_layer_2_ffn_fc_1.w_0", np.zeros((32, 8), dtype=np.float32))
     write_lod_tensor(params / "pooled_fc.b_0", np.zeros(7, dtype=np.float32))
     with pytest.raises(CheckpointError) as error:
-        load_teacher(paddle_dir)
+        load_checkpoint(paddle_dir)
     message = str(error.value)
     assert f"{params}: parameters do not match" in message
     assert "missing 1: encoder_layer_1_ffn_fc_1.w_0" in message
@@ -289,24 +289,24 @@ def test_paddle_missing_extra_and_misshaped_params_are_named(paddle_dir):
 def test_paddle_truncated_param_and_missing_parts(paddle_dir):
     # Adam moments next to the parameters are training state: skipped, not "unexpected".
     write_lod_tensor(paddle_dir / "params" / "word_embedding_moment1_0", np.zeros((24, 8), dtype=np.float32))
-    assert load_teacher(paddle_dir).meta.head is HeadKind.sequence_classification
+    assert load_checkpoint(paddle_dir).meta.head is HeadKind.sequence_classification
     target = paddle_dir / "params" / "sent_embedding"
     target.write_bytes(target.read_bytes()[:-1])
     with pytest.raises(LoDTensorError, match=r"params/sent_embedding: truncated"):
-        load_teacher(paddle_dir)
+        load_checkpoint(paddle_dir)
     shutil.rmtree(paddle_dir / "params")
     with pytest.raises(CheckpointError, match=r"params: no such folder"):
-        load_teacher(paddle_dir)
+        load_checkpoint(paddle_dir)
     (paddle_dir / "ernie_config.json").write_text('{"hidden_size": 8}', encoding="utf-8")
     with pytest.raises(CheckpointError, match=r"ernie_config.json: config lacks 'vocab_size'"):
-        load_teacher(paddle_dir)
+        load_checkpoint(paddle_dir)
 
 
 def test_vocab_larger_than_embeddings_is_refused(paddle_dir):
     with (paddle_dir / "vocab.txt").open("a", encoding="utf-8") as f:
         f.write("多\t24\n")
     with pytest.raises(ValueError, match=r"vocab.txt: 25 tokens but the model embeds only 24"):
-        load_teacher(paddle_dir)
+        load_checkpoint(paddle_dir)
 
 
 # ---- format detection and the convert command ------------------------------------------------------
@@ -328,8 +328,8 @@ def test_convert_paddle_then_reload_ours(tmp_path):
     assert "read paddle checkpoint" in result.output
     assert "preset paddle:ernie: 2 layers, hidden 8, 2 heads, FFN 32, vocab 24" in result.output
     assert "head masked_lm" in result.output and "char, 24 tokens" in result.output
-    source = load_teacher(FIXTURES / "pretrain")
-    converted = load_teacher(out)
+    source = load_checkpoint(FIXTURES / "pretrain")
+    converted = load_checkpoint(out)
     assert detect_format(out) is CheckpointFormat.ours
     assert f"{count_parameters(source.model):,} parameters" in result.output
     assert converted.config == source.config and converted.tokenizer.vocab == source.tokenizer.vocab

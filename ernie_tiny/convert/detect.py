@@ -9,7 +9,7 @@
 
 Usage::
 
-    loaded = load_teacher("ernie-1.0/")   # LoadedCheckpoint(model, config, meta, tokenizer)
+    loaded = load_checkpoint("ernie-1.0/")   # LoadedCheckpoint(model, config, meta, tokenizer)
     detect_format("ernie-1.0/")           # CheckpointFormat.paddle
 """
 
@@ -79,9 +79,6 @@ def load_checkpoint(path: str | os.PathLike, load_tokenizer_files: bool = True) 
     if load_tokenizer_files:
         refuse_subword_vocab_as_char(Path(path))  # a release folder that lost its subword/ files
     return load_paddle_checkpoint(path, load_tokenizer_files=load_tokenizer_files)
-
-
-load_teacher = load_checkpoint  # the name every teacher loader has used
 
 
 def count_parameters(model: nn.Module) -> int:

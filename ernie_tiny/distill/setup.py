@@ -20,7 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from ernie_tiny.checkpoint import LoadedCheckpoint
-from ernie_tiny.convert.detect import load_checkpoint, load_teacher
+from ernie_tiny.convert.detect import load_checkpoint
 from ernie_tiny.distill.config import DistillConfig, GeneralDistillConfig, resolve_student_preset
 from ernie_tiny.distill.data import StudentTokenizer, resolve_student_tokenizer
 from ernie_tiny.distill.layer_map import LayerMap, parse_layer_map
@@ -41,7 +41,7 @@ def refuse_finished_run(out_dir: Path, resume: bool) -> None:
 
 def load_teacher_with_tokenizer(path: str) -> LoadedCheckpoint:
     """The teacher checkpoint; distillation needs its tokenizer files too."""
-    loaded = load_teacher(path)
+    loaded = load_checkpoint(path)
     if loaded.tokenizer is None:
         raise ValueError(f"{path}: the teacher has no tokenizer files (vocab.txt)")
     return loaded
