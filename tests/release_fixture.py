@@ -59,6 +59,24 @@ def wssp_ids(text: str, words: dict, processor: spm.SentencePieceProcessor, voca
     return [index.get(piece, index["[UNK]"]) for piece in wssp_pieces(text, words, processor)]
 
 
+def write_release_pieces(directory: Path, joined: list[str], vocab_size: int, dropped: slice
+                         ) -> tuple[spm.SentencePieceProcessor, list[str], set[str]]:
+    """The release's ``subword/spm_cased_simp_sampled.model`` trained on ``joined`` (words joined by spaces)
+    and its ``vocab.txt``, which lacks the pieces at ``dropped`` (they must come out as [UNK])."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(joined), model_writer=model, vocab_size=vocab_size,
+                                   model_type="unigram", character_coverage=0.9995, minloglevel=2,
+                                   hard_vocab_limit=False)
+    (directory / "subword" / "spm_cased_simp_sampled.model").write_bytes(model.getvalue())
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
+              if not (processor.is_unknown(i) or processor.is_control(i))]
+    missing = set(pieces[dropped])
+    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"] + [p for p in pieces if p not in missing] + ["[UNK]"]
+    (directory / "vocab.txt").write_text("".join(f"{t}\t{i}\n" for i, t in enumerate(vocab)), encoding="utf-8")
+    return processor, vocab, missing
+
+
 def build_release(directory: Path, seed: int = 0) -> dict:
     """Write the release under ``directory``; returns its words, processor, vocab and Paddle arrays."""
     import jieba
@@ -68,19 +86,9 @@ def build_release(directory: Path, seed: int = 0) -> dict:
     words = {w: n for w, n in counts.items() if n >= 2} | EXTRA_WORDS
     (directory / "subword").mkdir(parents=True)
     (directory / "subword" / "dict.wordseg.pickle").write_bytes(pickle.dumps(words, protocol=2))
-    model = io.BytesIO()
     joined = [" ".join(w.lower() for w in wssp_cut(t, words) if w.strip()) for t in lines]
     joined += ["He was in the hotel", "wifi was good"] * 3
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(joined), model_writer=model, vocab_size=4000,
-                                   model_type="unigram", character_coverage=0.9995, minloglevel=2,
-                                   hard_vocab_limit=False)
-    (directory / "subword" / "spm_cased_simp_sampled.model").write_bytes(model.getvalue())
-    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
-              if not (processor.is_unknown(i) or processor.is_control(i))]
-    dropped = set(pieces[300:330])  # pieces the vocab lacks: they must come out as [UNK]
-    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"] + [p for p in pieces if p not in dropped] + ["[UNK]"]
-    (directory / "vocab.txt").write_text("".join(f"{t}\t{i}\n" for i, t in enumerate(vocab)), encoding="utf-8")
+    processor, vocab, dropped = write_release_pieces(directory, joined, vocab_size=4000, dropped=slice(300, 330))
 
     ernie_config = {"attention_probs_dropout_prob": 0.1, "hidden_act": "relu", "hidden_dropout_prob": 0.1,
                     "initializer_range": 0.02, "sent_type_vocab_size": 2, "task_type_vocab_size": 3,

@@ -8,7 +8,6 @@ pieces, and a pickled ``{word: count}`` dict. The reference is ERNIE's ``WSSPTok
 
 from __future__ import annotations
 
-import io
 import unicodedata
 import pickle
 
@@ -17,6 +16,8 @@ import sentencepiece as spm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
+
+from release_fixture import write_release_pieces, wssp_cut, wssp_pieces
 
 from ernie_tiny.commands.segment import segment_app
 from ernie_tiny.data.corpus import embedded_corpus_texts
@@ -30,48 +31,17 @@ WORDS = {"酒店": 50, "房间": 40, "服务": 30, "干净": 20, "不错": 20, "
 TEXTS = embedded_corpus_texts()[::60]
 
 
-def wssp_cut(chars: str, words: dict, window: int = 5) -> list[str]:
-    """ERNIE's WSSPTokenizer.cut, verbatim in behaviour."""
-    out, idx = [], 0
-    while idx < len(chars):
-        matched = False
-        for i in range(window, 0, -1):
-            cand = chars[idx:idx + i]
-            if cand in words:
-                out.append(cand)
-                matched = True
-                break
-        if not matched:
-            i = 1
-            out.append(chars[idx])
-        idx += i
-    return out
-
-
 def wssp_tokenize(text: str, words: dict, processor: spm.SentencePieceProcessor, vocab: set[str]) -> list[str]:
     """ERNIE's WSSPTokenizer.tokenize (ws=True, lower=True): the cut sees the text as written."""
-    pieces = [s for s in wssp_cut(text, words) if s != " "]
-    pieces = [s.lower() for s in pieces]
-    tokens = processor.EncodeAsPieces(" ".join(pieces))
-    return [t if t in vocab else UNK for t in tokens]
+    return [t if t in vocab else UNK for t in wssp_pieces(text, words, processor)]
 
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     directory = tmp_path_factory.mktemp("ernie_tiny_release")
     (directory / "subword").mkdir()
-    model = io.BytesIO()
     joined = [" ".join(w for w in wssp_cut(t.lower(), WORDS) if w.strip()) for t in TEXTS]
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(joined), model_writer=model, vocab_size=3000,
-                                   model_type="unigram", character_coverage=0.9995, minloglevel=2,
-                                   hard_vocab_limit=False)
-    (directory / "subword" / "spm_cased_simp_sampled.model").write_bytes(model.getvalue())
-    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
-    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
-              if not (processor.is_unknown(i) or processor.is_control(i))]
-    dropped = set(pieces[200:260])  # pieces the vocab lacks: they must come out as [UNK]
-    vocab = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"] + [p for p in pieces if p not in dropped] + ["[UNK]"]
-    (directory / "vocab.txt").write_text("".join(f"{t}\t{i}\n" for i, t in enumerate(vocab)), encoding="utf-8")
+    processor, vocab, dropped = write_release_pieces(directory, joined, vocab_size=3000, dropped=slice(200, 260))
     # protocol 2, as the release's Python 2 era pickle
     (directory / "subword" / "dict.wordseg.pickle").write_bytes(pickle.dumps(WORDS, protocol=2))
     return directory, processor, set(vocab), dropped
