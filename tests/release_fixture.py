@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from ernie_tiny.convert.paddle import paddle_key_table, write_lod_tensor
+from ernie_tiny.convert.paddle import paddle_key_table
+from paddle_format import write_lod_tensor
 from ernie_tiny.data.corpus import embedded_corpus_texts
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model
 

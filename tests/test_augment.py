@@ -22,7 +22,11 @@ from ernie_tiny.augment.strategies import (
     UNK_PLACEHOLDER,
     AugmentConfig,
     augment_examples,
-    augment_words,
+    _predict_all,
+    _require_mlm,
+    apply_plan,
+    mlm_queries,
+    plan_text,
     example_rng,
     plan_example,
     realize_example,
@@ -43,6 +47,16 @@ WORDS = [("房间", "n"), ("很", "d"), ("干净", "a"), ("，", "x"), ("早餐"
 VOCAB = PosVocabulary({"a": ("差", "干净", "好", "贵"), "d": ("太", "很"), "n": ("床", "房间", "早餐"),
                        "x": ("，", "。")})
 TEXT = "".join(word for word, _ in WORDS)
+
+
+def augment_words(text: str, rng: random.Random, config: AugmentConfig, pos_vocab: PosVocabulary,
+                  mlm=None, tagged=None) -> list[str | None]:
+    """One augmented copy of ``text`` as words (``None`` = [UNK]), planned and applied as augment_examples does."""
+    predictor = _require_mlm(config, mlm)
+    if "".join(word for word, _ in tagged) != text:
+        raise ValueError(f"the words given for {text[:40]!r} do not spell the text")
+    plan = plan_text(tagged, rng, config, pos_vocab, use_mlm=config.p_mlm > 0)
+    return apply_plan(tagged, plan, _predict_all(predictor, mlm_queries(tagged, plan), None), config.mlm_top_k)
 SENTENCES = ["房间很干净，早餐太差。", "服务态度很好，下次还会再来！", "位置不错但是隔音很差", "hello world", "好"]
 
 

@@ -16,8 +16,8 @@ from ernie_tiny.commands.teacher import teacher_app
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.convert.detect import CheckpointFormat, count_parameters, detect_format, load_checkpoint
-from ernie_tiny.convert.paddle import (LoDTensorError, lod_tensor_bytes, parse_tensor_desc, read_lod_tensor,
-                                              write_lod_tensor)
+from ernie_tiny.convert.paddle import LoDTensorError, parse_tensor_desc, read_lod_tensor
+from paddle_format import lod_tensor_bytes, write_lod_tensor
 
 transformers = pytest.importorskip("transformers")
 

@@ -238,21 +238,6 @@ def _require_mlm(config: AugmentConfig, mlm: object) -> MaskedWordPredictor | No
     return as_predictor(mlm) if mlm is not None else None
 
 
-def augment_words(text: str, rng: random.Random, config: AugmentConfig, pos_vocab: PosVocabulary,
-                  mlm: MaskedWordPredictor | Callable | None = None,
-                  tagged: Sequence[tuple[str, str]] | None = None) -> list[str | None]:
-    """One augmented copy of ``text`` as words (``None`` = [UNK]); may equal the original.
-
-    ``tagged``: the text's ``(word, tag)`` list; jieba.posseg tags it when not given.
-    """
-    predictor = _require_mlm(config, mlm)
-    words = tagged if tagged is not None else tag_texts([text])[0]
-    if "".join(word for word, _ in words) != text:
-        raise ValueError(f"the words given for {text[:40]!r} do not spell the text")
-    plan = plan_text(words, rng, config, pos_vocab, use_mlm=config.p_mlm > 0)
-    return apply_plan(words, plan, _predict_all(predictor, mlm_queries(words, plan), None), config.mlm_top_k)
-
-
 @dataclass(frozen=True)
 class TaggedPair:
     """The jieba words of an example's text_a and text_b (None for single-text examples)."""

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from ernie_tiny.checkpoint import CheckpointError, CheckpointMeta, LoadedCheckpoint, check_state_dict
-from ernie_tiny.io_utils import atomic_write_bytes
 from ernie_tiny.model import ACTIVATIONS, ErnieConfig, HeadKind, build_model
 from ernie_tiny.tokenization.char import load_model_vocab
 
@@ -36,7 +35,6 @@ CONFIG_FILE = "ernie_config.json"
 # VarType.Type values of framework.proto that a parameter can have.
 PADDLE_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float16, 5: np.float32,
                  6: np.float64, 20: np.uint8, 21: np.int8}
-PADDLE_DTYPE_IDS = {np.dtype(dtype): code for code, dtype in PADDLE_DTYPES.items()}
 BF16 = 22  # no numpy dtype: read as uint16 and widened to float32 by hand
 # Files in params/ that are training state, not model parameters (Adam moments, counters).
 OPTIMIZER_STATE_MARKERS = ("_moment1_", "_moment2_", "_beta1_pow_acc_", "_beta2_pow_acc_", "@LR_DECAY_COUNTER@",
@@ -133,34 +131,6 @@ def read_lod_tensor(path: str | os.PathLike) -> np.ndarray:
     if at != len(data):
         raise LoDTensorError(f"{path}: {len(data) - at} bytes after the tensor data")
     return values.reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def encode_varint(value: int) -> bytes:
-    value &= (1 << 64) - 1  # int64 negatives as protobuf does
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def lod_tensor_bytes(array: np.ndarray) -> bytes:
-    """Paddle's ``SerializeToStream`` bytes for ``array`` (no LoD; dims as unpacked fields, as Paddle writes)."""
-    array = np.asarray(array)  # not ascontiguousarray: it turns a 0-d array into 1-d
-    if array.dtype not in PADDLE_DTYPE_IDS:
-        raise ValueError(f"dtype {array.dtype} has no Paddle equivalent")
-    desc = b"\x08" + encode_varint(PADDLE_DTYPE_IDS[array.dtype])
-    desc += b"".join(b"\x10" + encode_varint(d) for d in array.shape)
-    header = struct.pack("<IQI", 0, 0, 0) + struct.pack("<i", len(desc)) + desc
-    return header + array.astype(array.dtype.newbyteorder("<")).tobytes(order="C")
-
-
-def write_lod_tensor(path: str | os.PathLike, array: np.ndarray) -> None:
-    atomic_write_bytes(path, lod_tensor_bytes(array))
 
 
 def read_ernie_config(path: Path) -> ErnieConfig:

@@ -33,7 +33,6 @@ import numpy as np
 
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
 from ernie_tiny.heads import HeadKind
-from ernie_tiny.io_utils import atomic_write_text
 from ernie_tiny.text_files import TextFileError, read_tsv
 from ernie_tiny.data.metrics import entity_f1, mean_reciprocal_rank
 
@@ -269,15 +268,6 @@ def reviews_splits() -> dict[str, tuple[Example, ...]]:
         splits[split] = tuple(Example(text, None, label, None, f"<embedded reviews {split}>", number)
                               for number, (text, label) in enumerate(rows, start=2))  # line 1 = header on export
     return splits
-
-
-def export_reviews_tsv(directory: str | os.PathLike) -> Path:
-    """Write the embedded reviews as ``train/dev/test.tsv`` (``label<TAB>text_a``) into ``directory``."""
-    directory = Path(directory)
-    for split, examples in reviews_splits().items():
-        lines = ["label\ttext_a"] + [f"{e.label}\t{e.text_a}" for e in examples]
-        atomic_write_text(directory / f"{split}.tsv", "\n".join(lines) + "\n")
-    return directory
 
 
 # ---- encoding and label alignment ---------------------------------------------------------------
