@@ -29,7 +29,7 @@ from rich.console import Console
 from torch import nn
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretrained
-from ernie_tiny.convert.detect import load_teacher
+from ernie_tiny.convert.detect import load_checkpoint
 from ernie_tiny.data.task_batches import collate
 from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskSpec, data_name, encode_examples, get_task,
                                    load_splits)
@@ -183,7 +183,7 @@ def build_teacher(config: FinetuneConfig, task: TaskSpec, train: list[Example],
         model = build_model(model_config, task.head, task.num_labels)
         source = f"{model_config.describe()}, random init, char vocab from {data_name(task, config.data_dir)} train"
     else:
-        loaded = load_teacher(config.init)  # ours, Hugging Face or Paddle layout
+        loaded = load_checkpoint(config.init)  # ours, Hugging Face or Paddle layout
         model, head_note = with_task_head(loaded, task, seed)
         source = f"{loaded.config.describe()}, from {config.init} ({head_note})"
         if config.vocab_from_train or loaded.tokenizer is None:

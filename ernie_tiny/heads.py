@@ -1,4 +1,4 @@
-"""Which head sits on the encoder: a ``str`` Enum shared by torch and torch-free code.
+"""Which head sits on the encoder (a ``str`` Enum), and the label no head predicts; torch-free.
 
 Lives apart from :mod:`ernie_tiny.model` so that the task registry and the
 onnxruntime prediction path can name heads without importing torch. Example::
@@ -10,6 +10,10 @@ onnxruntime prediction path can name heads without importing torch. Example::
 from __future__ import annotations
 
 from enum import Enum
+
+# The label of every position or row that no head predicts (torch cross_entropy's ignore_index):
+# specials, padding, unmasked tokens, augmented copies without a gold label.
+IGNORE_INDEX = -100
 
 
 class HeadKind(str, Enum):

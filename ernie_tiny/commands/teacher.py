@@ -10,7 +10,7 @@ import typer
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.errors import command_errors
 from ernie_tiny.commands.options import command_group
-from ernie_tiny.convert.detect import count_parameters, detect_format, load_teacher
+from ernie_tiny.convert.detect import count_parameters, detect_format, load_checkpoint
 
 teacher_app = command_group("Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.")
 
@@ -37,7 +37,7 @@ def convert(
         if out.exists() and not overwrite:
             raise ValueError(f"{out} exists (pass --overwrite to replace it)")
         source_format = detect_format(src)
-        loaded = load_teacher(src)
+        loaded = load_checkpoint(src)
         save_pretrained(loaded.model, out, tokenizer=loaded.tokenizer, task=loaded.meta.task,
                         labels=loaded.meta.labels, extra={**loaded.meta.extra, "converted_from": str(src)})
         load_pretrained(out)  # read back: the written folder must load with every key and shape checked

@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
-from ernie_tiny.heads import HeadKind
+from ernie_tiny.heads import IGNORE_INDEX, HeadKind
 from ernie_tiny.text_files import TextFileError, read_tsv
 from ernie_tiny.data.metrics import entity_f1, mean_reciprocal_rank
 
 SPLITS = ("train", "dev", "test")
-IGNORE_INDEX = -100  # label of tokens that carry no tag (specials, padding, non-first pieces of a char)
 NER_SEPARATOR = "\x02"  # ERNIE's msra_ner task_data joins chars and tags with \x02; plain spaces work too
 
 

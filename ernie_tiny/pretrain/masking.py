@@ -43,10 +43,10 @@ from enum import Enum
 
 import numpy as np
 
+from ernie_tiny.heads import IGNORE_INDEX
 from ernie_tiny.tokenization.encoding import Encoding
 from ernie_tiny.tokenization.wordseg import pos_words
 
-IGNORE_INDEX = -100  # label of every position that is not predicted (torch cross_entropy's ignore_index)
 
 
 class UnitLevel(str, Enum):

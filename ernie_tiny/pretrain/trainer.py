@@ -36,7 +36,7 @@ from rich.console import Console
 from torch import nn
 
 from ernie_tiny.checkpoint import save_pretrained
-from ernie_tiny.convert.detect import load_teacher
+from ernie_tiny.convert.detect import load_checkpoint
 from ernie_tiny.io_utils import atomic_dir
 from ernie_tiny.model import PRESETS, ErnieConfig, ErnieForMaskedLM, ErnieForPretraining, encoder_of
 from ernie_tiny.pretrain.batches import PretrainBatch, PretrainDataConfig, PretrainingData
@@ -159,7 +159,7 @@ def build_pretraining_model(config: PretrainConfig, tokenizer: Tokenizer | None)
         model_config = ErnieConfig.from_preset(config.preset, vocab_size=tokenizer.vocab_size,
                                                pad_token_id=tokenizer.pad_id, use_task_id=config.sentence_distance)
         return ErnieForPretraining(model_config, classes), tokenizer, f"{model_config.describe()}, random init"
-    loaded = load_teacher(config.init)
+    loaded = load_checkpoint(config.init)
     tokenizer = tokenizer or loaded.tokenizer
     if tokenizer is None:
         raise ValueError(f"{config.init}: checkpoint has no tokenizer files; give --tokenizer")
