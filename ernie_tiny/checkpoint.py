@@ -20,7 +20,7 @@ from torch import nn
 
 from ernie_tiny import __version__
 from ernie_tiny.tokenization.encoding import Tokenizer
-from ernie_tiny.io_utils import atomic_dir, atomic_write_json
+from ernie_tiny.io_utils import atomic_dir, atomic_write_json, give_ordinary_permissions
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model, encoder_of
 
 CONFIG_FILE = "config.json"
@@ -75,6 +75,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: T
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         save_file(state_dict_for_saving(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        give_ordinary_permissions(tmp / WEIGHTS_FILE)  # save_file writes 0600; every other file gets the umask's mode
         if tokenizer is not None:
             tokenizer.save(str(tmp))
         atomic_write_json(tmp / CONFIG_FILE, payload)  # written last: its presence marks a finished folder

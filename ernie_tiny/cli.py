@@ -13,12 +13,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
+from ernie_tiny import __version__
 from ernie_tiny.commands.augment import augment
 from ernie_tiny.commands.bench import bench
 from ernie_tiny.commands.distill import distill, distill_general
 from ernie_tiny.commands.embed import embed
 from ernie_tiny.commands.export import export
-from ernie_tiny.commands.finetune import finetune
 from ernie_tiny.commands.options import command_group
 from ernie_tiny.commands.predict import predict
 from ernie_tiny.commands.pretrain import pretrain
@@ -27,8 +31,24 @@ from ernie_tiny.commands.segment import segment_app
 from ernie_tiny.commands.serve import serve
 from ernie_tiny.commands.teacher import teacher_app
 
-app = command_group("Distil a 12-layer char-level ERNIE teacher into the fast 3-layer subword ERNIE-tiny student.")
-teacher_app.command("finetune")(finetune)
+app = command_group("Distil a 12-layer char-level ERNIE teacher into the fast 3-layer subword ERNIE-tiny student."
+                    "\n\nExample: ernie-tiny quickstart --scale micro --out runs/quickstart-micro (the whole "
+                    "pipeline in about a minute; --help on any command shows its own example)")
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ernie-tiny {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=show_version,
+                                               help="Print the version and exit.")] = False) -> None:
+    # The group's help is command_group's text above; this callback only adds --version.
+    pass
+
+
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(segment_app, name="segment")
 app.command("quickstart")(quickstart)

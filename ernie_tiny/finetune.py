@@ -6,6 +6,10 @@
 offline) whose char vocabulary comes from the task's train texts; ``--init`` starts
 from a checkpoint and swaps the head when the task's head or labels differ.
 
+Batches: ``batch_order`` auto takes length buckets on CUDA (each batch holds examples of similar
+length, so it pads little; same examples per epoch) and the shuffled order on CPU; the order a
+run started with is kept in ``last.pt``, so ``--resume`` sees the same batches on any device.
+
 Files in ``out_dir``: ``best/`` (checkpoint folder of the best dev step), ``last.pt``
 (resumable training state), ``tokenizer/`` (the run's vocabulary, reused on resume),
 ``metrics.jsonl`` / ``metrics.csv`` / ``loss_curve.png`` and ``metrics.json``
@@ -38,20 +42,20 @@ from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.tokenization.load import load_tokenizer
-from ernie_tiny.training.data_order import batch_for_step
+from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.training.data_order import BatchOrder, batch_for_step, bucketed_batch_for_step
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
 from ernie_tiny.training.evaluation import SplitEvaluator
 from ernie_tiny.training.logging import MetricsLog, format_losses, write_run_summary
-from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
-from ernie_tiny.training.precision import Amp
+from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, start_run, train
 from ernie_tiny.training.schedule import OptimConfig, set_seed
 from ernie_tiny.training.state import StrictConfig, plain
 
 BEST_DIR = "best"
 TOKENIZER_DIR = "tokenizer"
 # Config fields a resumed run may change: they do not alter the trained weights.
-RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "eval_batch_size", "optim.eval_every",
-                               "optim.save_every", "optim.log_every"})
+RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "eval_batch_size", "batch_order",
+                               "optim.eval_every", "optim.save_every", "optim.log_every"})
 
 
 def default_lr(from_checkpoint: bool) -> float:
@@ -76,6 +80,7 @@ class FinetuneConfig(StrictConfig):
     vocab_min_freq: int = 1  # chars seen fewer times in train become [UNK]
     device: str | None = None  # None: cuda when available, else cpu (under torchrun: one GPU per process)
     eval_batch_size: int = 64
+    batch_order: BatchOrder = BatchOrder.auto  # auto: length-buckets on CUDA, shuffled on CPU (kept on resume)
     limit: int | None = None  # train on the first N training examples only (dev and test stay whole)
     eval_limit: int | None = None  # score only the first N dev / test examples (quick runs, smoke tests)
     resume: bool = False  # continue from out_dir/last.pt
@@ -85,6 +90,7 @@ class FinetuneConfig(StrictConfig):
     def __post_init__(self) -> None:
         if isinstance(self.optim, dict):
             self.optim = OptimConfig.from_dict(self.optim)
+        self.batch_order = BatchOrder(self.batch_order)
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
         if (self.preset is None) == (self.init is None):
@@ -235,17 +241,28 @@ def finetune(config: FinetuneConfig, console: Console | None = None,
 
 def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console: Console,
                         after_step: Callable[[int], None] | None) -> FinetuneResult:
-    out_dir = Path(config.out_dir)
-    state_path = out_dir / LAST_STATE
-    resume = open_run(out_dir, config, config.resume, config.overwrite, RESUMABLE_CHANGES)
-    Amp.resolve(config.optim.precision, ctx.device)  # refuse an impossible precision before any work
+    start = start_run(config, ctx, RESUMABLE_CHANGES)
+    out_dir, resume = start.out_dir, start.resume
     prepared = prepare(config, console)
     task, tokenizer, optim = prepared.task, prepared.tokenizer, config.optim
     if ctx.is_main and resume is None:
         with atomic_dir(out_dir / TOKENIZER_DIR) as tmp:
             tokenizer.save(str(tmp))
     evaluator = SplitEvaluator(task, prepared.examples, config.max_len, config.eval_batch_size, ctx)
+    evaluator.add_encoded(tokenizer, prepared.encoded)  # dev and test are encoded once, in prepare
     train_items = prepared.encoded["train"].items
+    # auto resolves on this device, but a resumed run keeps the order its first segment used
+    batch_order = BatchOrder(resume.extra.get("batch_order", "shuffled")) if resume is not None \
+        else config.batch_order.resolve(ctx.device.type)
+    lengths = [len(item.encoding.input_ids) for item in train_items]
+    model_config = encoder_of(prepared.model).config
+
+    def items_for_step(step: int) -> list:
+        # The batch is a pure function of (seed, step, rank): a resumed run sees the same data order.
+        if batch_order is BatchOrder.length_buckets:
+            return bucketed_batch_for_step(train_items, lengths, step, optim.batch_size, optim.seed,
+                                           ctx.rank, ctx.world_size)
+        return batch_for_step(train_items, step, optim.batch_size, optim.seed, ctx.rank, ctx.world_size)
 
     def save_best(model: nn.Module, step: int, dev: dict[str, float]) -> None:
         save_pretrained(model, out_dir / BEST_DIR, tokenizer, task.name, list(task.labels),
@@ -253,16 +270,17 @@ def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console
 
     spec = TrainSpec(
         name=f"fine-tune {task.name}", model=prepared.model, steps=config.max_steps,
-        # The batch is a pure function of (seed, step, rank): a resumed run sees the same data order.
-        items_for_step=lambda step: batch_for_step(train_items, step, optim.batch_size, optim.seed,
-                                                   ctx.rank, ctx.world_size),
+        items_for_step=items_for_step,
         collate=lambda items: collate(task, items, pad_id=tokenizer.pad_id),
+        # forward + backward ~ 3 forwards (the backward computes gradients of inputs and of weights)
+        flops_of=lambda batch: 3 * pass_flops(model_config, task.head, task.num_labels, [tuple(batch.input_ids.shape)]),
         loss_fn=lambda model, batch: StepLoss(model(**batch.model_inputs()).loss, {}),
         evaluate=lambda model: evaluator(model, tokenizer, "dev"), main_metric=task.main_metric, save_best=save_best)
     metrics = MetricsLog(out_dir, resume_step=resume.step if resume else None) if ctx.is_main else None
     if resume is not None:
-        console.print(f"resumed from {state_path} at step {resume.step}")
-    run = RunContext(ctx, out_dir, config, console, metrics, after_step=after_step)
+        console.print(f"resumed from {out_dir / LAST_STATE} at step {resume.step}")
+    run = RunContext(ctx, out_dir, config, console, metrics, after_step=after_step,
+                     extra={"batch_order": batch_order.value})
     state = train(spec, optim, run, resume)
     barrier(ctx)
     best = load_pretrained(out_dir / BEST_DIR)
@@ -270,7 +288,7 @@ def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console
     dev = evaluator(best.model, tokenizer, "dev")
     test = evaluator(best.model, tokenizer, "test") if "test" in prepared.examples else None
     truncated = {split: encoded.truncated for split, encoded in prepared.encoded.items()}
-    result = FinetuneResult(out_dir, out_dir / BEST_DIR, prepared.source, config.max_steps, state.best.step,
+    result = FinetuneResult(out_dir, out_dir / BEST_DIR, prepared.source, state.step, state.best.step,
                             dev, test, state.train_seconds, truncated)
     if ctx.is_main:
         metrics.write_csv()
@@ -278,7 +296,8 @@ def finetune_in_context(config: FinetuneConfig, ctx: DistributedContext, console
             "task": task.name, "main_metric": task.main_metric, "preset": config.preset,
             "init": config.init, "source": prepared.source, "steps": result.steps, "best_step": result.best_step,
             "dev": dev, "test": test, "train_seconds": round(result.train_seconds, 1),
-            "precision": Amp.resolve(optim.precision, ctx.device).name, "world_size": ctx.world_size,
+            "precision": start.amp.name, "world_size": ctx.world_size,
+            "batch_order": batch_order.value, "batch_size": optim.batch_size,
             "examples": {split: len(rows) for split, rows in prepared.examples.items()}, "truncated": truncated,
             "config": plain(config)})
         console.print(f"best step {result.best_step}: dev {format_losses(dev)}"

@@ -19,6 +19,14 @@ def _umask_mode(directory: bool) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def give_ordinary_permissions(path: str | os.PathLike) -> None:
+    """Set ``path`` to the mode open() would have given it under the umask.
+
+    For files another library writes owner-only: safetensors' ``save_file`` creates 0600 files.
+    """
+    os.chmod(path, _umask_mode(directory=Path(path).is_dir()))
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file that becomes ``path`` (ordinary permissions) only when the ``with`` block succeeds.

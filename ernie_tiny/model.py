@@ -6,17 +6,33 @@ ERNIE 1.0 and ERNIE-tiny are post-LN transformers (LayerNorm after each residual
 add) with a LayerNorm on the embedding sum ("pre_encoder_layer_norm" in Paddle)
 and ReLU in the feed-forward. Distillation needs every layer's hidden state and
 pre-softmax attention scores, so :class:`ErnieModel` returns them when asked;
-otherwise attention runs through ``scaled_dot_product_attention``.
+otherwise attention runs through ``scaled_dot_product_attention`` (SDPA).
+
+Why half precision on a GPU was slower than fp32, and what keeps SDPA on its fast kernels:
+
+- On sm90/sm100 with cuDNN > 9.15 (torch's CUDA 13 wheels) SDPA puts cuDNN attention first,
+  for fp16/bf16 only. cuDNN builds and caches an execution plan per input shape, so with
+  dynamic padding (a new padded length almost every batch) half precision paid a plan build
+  per new shape while fp32 ran the plan-free memory-efficient kernel. On CUDA the encoder
+  runs SDPA with flash, memory-efficient and math only (:data:`CUDA_SDPA_BACKENDS`).
+- Flash attention takes no mask: a batch without padding passes ``attention_mask=None``
+  (or an all-ones mask on the CPU, checked there for free) and gets no mask at all.
+- A padded batch's bias is made once per forward, in the dtype q will have (autocast's
+  when it is on: an fp32 bias against fp16 q is cast again in every layer), and stored
+  with its rows 8-aligned (the memory-efficient kernel otherwise pads and copies it in
+  every layer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # HeadKind lives in the torch-free heads module; ernie_tiny.model.HeadKind stays importable, many modules use it
 from ernie_tiny.heads import IGNORE_INDEX, HeadKind
@@ -197,8 +213,9 @@ class SelfAttention(nn.Module):
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
         self.attention_dropout = config.attention_dropout
 
-    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor | None,
                 return_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``additive_mask``: (B, 1, 1, T) added to the scores (see :func:`padding_bias`), or None: no padding."""
         B, T, H = x.shape
         q = self.query(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
         k = self.key(x).view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
@@ -207,7 +224,10 @@ class SelfAttention(nn.Module):
         scores = None
         if return_scores:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_size)  # (B, nh, T, T)
-            probs = F.dropout(torch.softmax(scores + additive_mask, dim=-1), p=dropout_p, training=self.training)
+            masked = scores
+            if additive_mask is not None:  # added in fp32 at least: half scores + the bias's min would overflow
+                masked = scores + additive_mask.to(torch.promote_types(scores.dtype, torch.float32))
+            probs = F.dropout(torch.softmax(masked, dim=-1), p=dropout_p, training=self.training)
             context = probs @ v  # (B, nh, T, hs)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=additive_mask, dropout_p=dropout_p)
@@ -237,7 +257,7 @@ class Layer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # post_ffn_layer_norm
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor,
+    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor | None,
                 return_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, scores = self.attention(x, additive_mask, return_scores)
         h = self.attention_norm(x + self.dropout(attended))
@@ -269,19 +289,18 @@ class ErnieModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, task_type_ids: torch.Tensor | None = None,
                 output_hidden_states: bool = False, output_attention_scores: bool = False) -> EncoderOutput:
+        """``attention_mask`` None means no padding (flash attention on CUDA: no mask to read)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids, task_type_ids)  # (B, T, H)
-        # Padding keys get a large negative bias; a finite value keeps all-padding rows NaN-free.
-        additive_mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
+        additive_mask = padding_bias(attention_mask, compute_dtype(x))  # (B, 1, 1, T) or None
         hidden_states = [x]
         attention_scores = []
-        for layer in self.layers:
-            x, scores = layer(x, additive_mask, output_attention_scores)
-            hidden_states.append(x)
-            attention_scores.append(scores)
+        with sdpa_backends(x.device):
+            for layer in self.layers:
+                x, scores = layer(x, additive_mask, output_attention_scores)
+                hidden_states.append(x)
+                attention_scores.append(scores)
         pooled = torch.tanh(self.pooler(x[:, 0]))  # (B, H)
         return EncoderOutput(
             last_hidden_state=x,
@@ -289,6 +308,44 @@ class ErnieModel(nn.Module):
             hidden_states=tuple(hidden_states) if output_hidden_states else None,
             attention_scores=tuple(attention_scores) if output_attention_scores else None,
         )
+
+
+# cuDNN attention (first on sm90+ in recent torch) plans per shape and runs half precision only;
+# these three need no plan and cover every dtype, mask and dropout the encoder uses.
+CUDA_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+MASK_ROW_ALIGNMENT = 8  # elements: the memory-efficient kernel copies a bias whose row stride is not a multiple
+
+
+def sdpa_backends(device: torch.device):
+    """The context the encoder's layers run in: :data:`CUDA_SDPA_BACKENDS` on CUDA, SDPA's own choice elsewhere."""
+    return sdpa_kernel(CUDA_SDPA_BACKENDS) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls on ``x`` produce: autocast's when it is on for ``x``'s device, else ``x``'s own."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type) and device_type in ("cuda", "cpu"):
+        return torch.get_autocast_dtype(device_type)
+    return x.dtype
+
+
+def padding_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, 1, 1, T) additive bias: 0 on real keys, ``finfo(dtype).min`` on padding; None when nothing is padded.
+
+    The minimum is finite so that an all-padding row stays NaN-free. "Nothing padded" is
+    checked only for a mask on the CPU (free there); on a GPU that check would wait for the
+    device, so callers that know a batch has no padding pass None. On CUDA the bias lives in
+    a buffer whose rows are :data:`MASK_ROW_ALIGNMENT`-aligned, sliced back to T.
+    """
+    if attention_mask is None or (attention_mask.device.type == "cpu" and bool(attention_mask.all())):
+        return None
+    B, T = attention_mask.shape
+    bias = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min  # (B, 1, 1, T)
+    if attention_mask.device.type != "cuda" or T % MASK_ROW_ALIGNMENT == 0:
+        return bias
+    aligned = attention_mask.new_zeros((B, 1, 1, T + MASK_ROW_ALIGNMENT - T % MASK_ROW_ALIGNMENT), dtype=dtype)
+    aligned[..., :T] = bias
+    return aligned[..., :T]  # (B, 1, 1, T), row stride a multiple of MASK_ROW_ALIGNMENT
 
 
 class LinearClassifierHead(nn.Module):

@@ -96,6 +96,24 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     assert stat.S_IMODE((tmp_path / "ckpt").stat().st_mode) == 0o755
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_every_file_of_a_checkpoint_gets_the_umask_mode(tmp_path, umask):
+    """model.safetensors too: safetensors' save_file creates it 0600, unlike every other file we write."""
+    import os
+    import stat
+
+    from ernie_tiny.tokenization.char import CharTokenizer
+
+    previous = os.umask(umask)
+    try:
+        save_pretrained(small_model(), tmp_path / "ckpt", tokenizer=CharTokenizer.from_texts(["好的酒店"]))
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "ckpt").iterdir()}
+    assert "model.safetensors" in modes and "vocab.txt" in modes
+    assert modes == {name: 0o666 & ~umask for name in modes}
+
+
 # ---- strict config.json reading ---------------------------------------------------------------------
 
 def edited_config(tmp_path, edit, head="sequence_classification", num_labels=3, task="x", labels=("a", "b", "c")):

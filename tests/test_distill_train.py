@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from ernie_tiny.cli import app as cli_app
 from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.commands.distill import distill as distill_command
 from ernie_tiny.distill.align import build_alignment
@@ -152,6 +153,11 @@ def test_resume_refuses_changed_options(teacher_dir, tokenizer_dir, tmp_path):
     with pytest.raises(ValueError, match="cannot resume.*lr"):
         distill(micro_config(teacher_dir, tokenizer_dir, out, steps_intermediate=2, steps_prediction=2, lr=5e-3,
                              resume=True), quiet())
+    # --overwrite starts that folder over, like every trainer's
+    distill(micro_config(teacher_dir, tokenizer_dir, out, steps_intermediate=1, steps_prediction=3, overwrite=True),
+            quiet())
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["steps"] == {"intermediate": 1,
+                                                                                         "prediction": 3}
 
 
 def test_char_student_ablation_uses_the_teacher_tokens(teacher_dir, tmp_path):
@@ -310,9 +316,15 @@ def test_cli_runs_and_reports_a_bad_teacher_in_one_line(teacher_dir, tokenizer_d
     app = typer.Typer()
     app.command()(distill_command)
     common = ["--task", "chnsenticorp", "--data-dir", str(SENTI), "--device", "cpu", "--threads", "1"]
-    result = CliRunner().invoke(app, ["--teacher", str(tmp_path / "missing"), "--out", str(tmp_path / "bad"), *common])
+    result = CliRunner().invoke(cli_app, ["distill", "--teacher", str(tmp_path / "missing"), "--out",
+                                          str(tmp_path / "bad"), *common])
+    # a missing teacher folder is refused while the options are parsed: click's usage error (exit 2) names it
+    assert result.exit_code == 2
+    assert "--teacher" in result.output and "missing" in result.output and "Traceback" not in result.output
+    (tmp_path / "empty").mkdir()  # a folder that is no checkpoint: the library's one-line error
+    result = CliRunner().invoke(app, ["--teacher", str(tmp_path / "empty"), "--out", str(tmp_path / "bad"), *common])
     assert result.exit_code == 1
-    assert "error:" in result.output and "missing" in result.output and "Traceback" not in result.output
+    assert "error:" in result.output and "empty" in result.output and "Traceback" not in result.output
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, ["--teacher", str(teacher_dir), "--out", str(out), *common,

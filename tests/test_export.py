@@ -124,7 +124,7 @@ def test_graph_matches_torch_at_shapes_other_than_the_tracing_example(fp32_expor
     np.testing.assert_allclose(onnx_logits, torch_logits(model, arrays), atol=1e-4)
 
 
-def test_int8_keeps_the_fusions_and_reports_agreement(int8_export):
+def test_int8_keeps_the_fusions_and_reports_agreement(int8_export, fp32_export):
     counts = int8_export.config.operator_counts
     assert counts.get("QAttention") == 3 and counts.get("MatMulInteger", 0) >= 6
     assert "Attention" not in counts  # every fused Attention was quantised
@@ -132,7 +132,7 @@ def test_int8_keeps_the_fusions_and_reports_agreement(int8_export):
     assert parity.precision == "int8" and parity.passed is None and parity.tolerance is None
     assert 0.0 <= parity.agreement <= 1.0 and parity.metric_delta is not None
     assert parity.max_abs_diff > 0.0  # int8 changes numbers; the report says by how much
-    size_fp32 = (int8_export.directory.parent / "fp32" / "model.onnx").stat().st_size
+    size_fp32 = (fp32_export.directory / "model.onnx").stat().st_size  # its own fixture: any order, any worker
     assert (int8_export.directory / "model.onnx").stat().st_size < 0.5 * size_fp32
 
 
@@ -216,7 +216,11 @@ def test_cli_errors_are_one_line_without_traceback(workspace, checkpoint):
                                       "--quantize", "int8", "--fp16"])
     assert both.exit_code == 1 and "exclude each other" in both.output and "Traceback" not in both.output
     missing = CliRunner().invoke(cli(), ["export", "--model", str(workspace / "nope"), "--out", str(workspace / "x")])
-    assert missing.exit_code == 1 and "config.json" in missing.output and "Traceback" not in missing.output
+    assert missing.exit_code == 2 and "'--model'" in missing.output and str(workspace / "nope") in missing.output
+    (workspace / "not-a-checkpoint").mkdir(exist_ok=True)
+    empty = CliRunner().invoke(cli(), ["export", "--model", str(workspace / "not-a-checkpoint"), "--out",
+                                       str(workspace / "x")])
+    assert empty.exit_code == 1 and "config.json" in empty.output and "Traceback" not in empty.output
 
 
 def test_parity_falls_back_to_the_embedded_reviews(workspace, checkpoint, monkeypatch):

@@ -173,6 +173,13 @@ def test_own_subword_student_tokenizes_through_transformers(tmp_path, reviews):
                     ["negative", "positive"])
     export_hf(tmp_path / "student", tmp_path / "hf", reviews)
     check_subword_hf_tokenizer(tmp_path / "hf", ours, reviews)
+    # the folder's auto_map: AutoTokenizer (trusting the folder's one-line module) loads ErnieTinySubwordTokenizer
+    auto = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", trust_remote_code=True)
+    texts = [e.text_a for e in reviews[:8]]
+    assert type(auto).__name__ == "ErnieTinySubwordTokenizer"
+    assert auto(texts)["input_ids"] == [e.input_ids for e in ours.encode_batch(texts, max_len=10 ** 6)]
+    module = (tmp_path / "hf" / "tokenization_ernie_tiny.py").read_text(encoding="utf-8")
+    assert "from ernie_tiny.deploy.hf_tokenizer import ErnieTinySubwordTokenizer" in module
 
 
 def test_export_cli_format_hf(tmp_path, char_tokenizer):
@@ -210,3 +217,37 @@ def test_parity_failure_leaves_no_folder(tmp_path, reviews, char_tokenizer):
     with pytest.raises(HfExportError, match="transformers differs from ours"):
         export_hf(tmp_path / "ckpt", tmp_path / "hf", reviews[:8], tolerance=-1.0)
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("max_len_option", [[], ["--max-len", "64"], ["--max-len", "500"]])
+def test_a_model_of_64_positions_exports_with_parity_on_long_texts(tmp_path, char_tokenizer, max_len_option):
+    """Parity runs at min(--max-len, positions), like the ONNX export (it ran 128 tokens on 64 positions)."""
+    config = ErnieConfig.from_preset("student-micro", vocab_size=char_tokenizer.vocab_size,
+                                     max_position_embeddings=64)
+    save_pretrained(randomised(build_model(config, "sequence_classification", 2), 0), tmp_path / "ckpt",
+                    char_tokenizer, "reviews", ["negative", "positive"])
+    texts = tmp_path / "long.txt"
+    texts.write_text("房间很干净，服务也很周到" * 20 + "\n" + "太吵了\n", encoding="utf-8")
+    import typer
+
+    app = typer.Typer()
+    app.command()(export_command)
+    result = CliRunner().invoke(app, ["--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"), "--format",
+                                      "hf", "--parity-file", str(texts), *max_len_option])
+    assert result.exit_code == 0, result.output
+    parity = json.loads((tmp_path / "hf" / HF_PARITY_FILE).read_text(encoding="utf-8"))
+    assert parity["examples"] == 2 and parity["max_abs_diff"] < PARITY
+
+
+def test_the_weights_file_gets_the_umask_mode(tmp_path, char_tokenizer):
+    import os
+    import stat
+
+    char_checkpoint(tmp_path / "ckpt", char_tokenizer)
+    previous = os.umask(0o022)
+    try:
+        export_hf(tmp_path / "ckpt", tmp_path / "hf")
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "hf").iterdir()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}

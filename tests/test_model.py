@@ -151,3 +151,72 @@ def test_pairwise_ranking_loss_values():
     input_ids, token_type_ids, attention_mask = make_batch(100, batch=4)
     out = model(input_ids, token_type_ids, attention_mask, labels=labels, group_ids=groups)
     assert out.logits.shape == (4,) and out.loss > 0
+
+
+def test_padding_bias_is_none_without_padding_and_in_the_matmul_dtype():
+    from ernie_tiny.model import compute_dtype, padding_bias
+
+    assert padding_bias(None, torch.float32) is None
+    assert padding_bias(torch.ones(2, 5, dtype=torch.long), torch.float32) is None
+    _, _, attention_mask = make_batch(100, length=11)
+    bias = padding_bias(attention_mask, torch.bfloat16)
+    assert bias.shape == (3, 1, 1, 11) and bias.dtype == torch.bfloat16
+    assert bias[1, 0, 0, 6] == 0 and bias[1, 0, 0, 7] == torch.finfo(torch.bfloat16).min
+    x = torch.zeros(2, 3)
+    assert compute_dtype(x) == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert compute_dtype(x) == torch.bfloat16  # an fp32 bias would be cast again in every layer
+
+
+def test_no_mask_equals_an_all_ones_mask_and_all_padding_rows_stay_finite():
+    config = ErnieConfig.from_preset("teacher-micro", vocab_size=100)
+    model = ErnieModel(config).eval()
+    input_ids, token_type_ids, attention_mask = make_batch(100)
+    without = model(input_ids, token_type_ids)
+    ones = model(input_ids, token_type_ids, torch.ones_like(input_ids), output_attention_scores=True)
+    assert torch.allclose(without.last_hidden_state, ones.last_hidden_state, atol=1e-5)
+    attention_mask[0] = 0
+    for scores in (False, True):
+        out = model(input_ids, token_type_ids, attention_mask, output_attention_scores=scores)
+        assert torch.isfinite(out.last_hidden_state).all()
+
+
+def test_half_precision_autocast_scores_path_matches_sdpa_path():
+    config = ErnieConfig.from_preset("student-micro", vocab_size=100)
+    model = ErnieModel(config).eval()
+    input_ids, token_type_ids, attention_mask = make_batch(100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = model(input_ids, token_type_ids, attention_mask).last_hidden_state.float()
+        explicit = model(input_ids, token_type_ids, attention_mask,
+                         output_attention_scores=True).last_hidden_state.float()
+    assert torch.allclose(fast, explicit, atol=5e-2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the aligned bias is for CUDA's memory-efficient kernel")
+def test_cuda_bias_rows_are_aligned_for_the_memory_efficient_kernel():
+    from ernie_tiny.model import padding_bias
+
+    _, _, attention_mask = make_batch(100, length=11)
+    bias = padding_bias(attention_mask.cuda(), torch.float16)
+    assert bias.shape == (3, 1, 1, 11) and all(stride % 8 == 0 for stride in bias.stride()[:-1])
+    assert torch.equal(bias.cpu(), padding_bias(attention_mask, torch.float16))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="SDPA backend choice is a CUDA matter")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_attention_never_runs_cudnn_and_matches_fp32(dtype):
+    """cuDNN attention plans per shape (what made fp16 slower than fp32 under dynamic padding)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    config = ErnieConfig.from_preset("student-small", vocab_size=100)
+    model = ErnieModel(config).eval().cuda()
+    input_ids, token_type_ids, attention_mask = (t.cuda() for t in make_batch(100, length=37))
+    with torch.no_grad():
+        expected = model(input_ids, token_type_ids, attention_mask).last_hidden_state
+        model.to(dtype)
+        with profile(activities=[ProfilerActivity.CUDA]) as trace:
+            got = model(input_ids, token_type_ids, attention_mask).last_hidden_state
+            torch.cuda.synchronize()
+    kernels = [event.name.lower() for event in trace.events()]
+    assert not any("cudnn" in name and "sdpa" in name for name in kernels)
+    assert torch.allclose(got.float(), expected, atol=0.1)

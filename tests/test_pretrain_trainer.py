@@ -119,7 +119,9 @@ def test_bad_corpus_and_options_are_one_line_errors(tmp_path, corpus):
     assert f"{gbk}:2" in result.output
     missing = CliRunner().invoke(app, ["pretrain", "--preset", "teacher-micro", "--corpus", str(tmp_path / "none"),
                                        "--device", "cpu", "--out", str(tmp_path / "bad2")])
-    assert missing.exit_code == 1 and "none" in missing.output and "Traceback" not in missing.output
+    # a missing path is refused while the options are parsed: click's usage error (exit 2) names it
+    assert missing.exit_code == 2 and "none" in missing.output and "--corpus" in missing.output
+    assert "Traceback" not in missing.output
     mix = CliRunner().invoke(app, ["pretrain", "--preset", "teacher-micro", "--corpus", str(corpus),
                                    "--unit-mix", "0.5,0.5", "--device", "cpu", "--out", str(tmp_path / "bad3")])
     assert mix.exit_code == 1 and "--unit-mix" in mix.output

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -10,7 +11,8 @@ from typer.testing import CliRunner
 from ernie_tiny.deploy.predict import Predictor
 from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.cli import app
-from ernie_tiny.quickstart import QuickstartConfig, plan_steps
+from ernie_tiny.quickstart import (QuickstartConfig, Scale, StageMinutes, StepFailed, plan_steps, read_comparison,
+                                   run_quickstart)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,12 @@ def test_every_artefact_exists_and_loads(quickstart_dir):
     assert student.config.preset == "student-micro" and student.meta.tokenizer_kind == "subword"
     teacher = load_pretrained(out / "teacher" / "best")
     assert teacher.config.preset == "teacher-micro" and teacher.meta.tokenizer_kind == "char"
+    pretrained = json.loads((out / "pretrain" / "metrics.json").read_text(encoding="utf-8"))
+    assert 0.0 <= pretrained["dev"]["mlm_accuracy"] <= 1.0
+    general = load_pretrained(out / "general" / "student")
+    assert general.config.preset == "student-micro" and general.meta.tokenizer_kind == "subword"
+    student_run = json.loads((out / "student" / "metrics.json").read_text(encoding="utf-8"))
+    assert student_run["config"]["student_init"] == str(out / "general" / "student")
     student_metrics = json.loads((out / "student" / "metrics.json").read_text(encoding="utf-8"))
     assert 0.0 <= student_metrics["student"]["dev"]["accuracy"] <= 1.0
     for variant in ("fp32", "int8"):
@@ -55,6 +63,10 @@ def test_every_artefact_exists_and_loads(quickstart_dir):
     summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "| teacher-micro (teacher) | torch fp32 |" in summary
     assert "ernie-tiny distill --teacher" in summary
+    comparison = read_comparison(out)
+    assert None not in (comparison.teacher, comparison.scratch, comparison.student)
+    assert f"Pretraining gain: {comparison.pretraining_gain_points:+.2f} points" in summary
+    assert f"keeps {comparison.retention_pct:.1f}% of the teacher" in summary
 
 
 def test_rerun_reuses_finished_steps(quickstart_dir):
@@ -81,3 +93,68 @@ def test_onnx_prediction_from_the_command_line_needs_no_torch(quickstart_dir):
     assert result.returncode == 0, result.stderr
     labels = load_pretrained(quickstart_dir / "student" / "best").meta.labels
     assert json.loads(result.stdout.strip().splitlines()[-1])["label"] in labels
+
+
+def test_the_real_recipe_pretrains_compares_with_scratch_and_gives_each_stage_its_budget(tmp_path):
+    config = QuickstartConfig(out_dir=str(tmp_path), scale="real", device="cuda",
+                              minutes=StageMinutes(pretrain=6.0))
+    steps = {step.name: step.argv for step in plan_steps(config)}
+    assert list(steps) == ["tokenizer", "pretrain", "teacher", "teacher-scratch", "general", "student", "onnx-fp32",
+                           "onnx-fp16", "bench"]
+
+    def option(name: str, flag: str) -> str:
+        return steps[name][steps[name].index(flag) + 1]
+
+    assert option("pretrain", "--preset") == "ernie-1.0-base" and option("pretrain", "--max-minutes") == "6"
+    assert option("teacher", "--init") == str(tmp_path / "pretrain" / "best")
+    assert option("teacher-scratch", "--preset") == "ernie-1.0-base"
+    assert option("teacher", "--max-minutes") == option("teacher-scratch", "--max-minutes") == "1"
+    assert option("general", "--student-preset") == "ernie-tiny"
+    assert option("general", "--student-tokenizer") == str(tmp_path / "tokenizer")
+    assert option("student", "--student-init") == str(tmp_path / "general" / "student")
+    assert int(option("student", "--augment")) >= 1
+    assert all(option(name, "--device") == "cuda" for name in ("pretrain", "teacher", "general", "student"))
+    assert "--fp16" in steps["onnx-fp16"] and option("bench", "--device") == "cuda"
+    with pytest.raises(ValueError, match="--teacher-minutes must be positive"):
+        StageMinutes(teacher=0)
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        QuickstartConfig(scale="huge")
+    assert "--max-minutes" not in " ".join(a for argv in plan_steps(QuickstartConfig(scale=Scale.small)) for a in argv.argv)
+
+
+def test_an_interrupted_stage_resumes_and_force_starts_it_over(tmp_path):
+    config = QuickstartConfig(out_dir=str(tmp_path), scale="micro")
+    ran: list[list[str]] = []
+    markers = {tuple(step.argv): step.done_marker for step in plan_steps(config)}
+
+    def fake_command(argv: list[str]) -> None:  # writes what a finished step leaves behind
+        ran.append(argv)
+        marker = Path(markers[tuple(a for a in argv if a != "--resume")])
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("{}", encoding="utf-8")
+
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "last.pt").write_bytes(b"state")  # left by an interrupted teacher run
+    results = run_quickstart(config, fake_command, echo=lambda line: None)
+    status = {r.name: r.status for r in results}
+    assert status["teacher"] == "resumed" and status["teacher-scratch"] == "ran"
+    assert [argv for argv in ran if "--resume" in argv] == [next(a for a in ran if a[:2] == ["teacher", "finetune"])]
+    ran.clear()
+    forced = run_quickstart(QuickstartConfig(out_dir=str(tmp_path), scale="micro", force=True), fake_command,
+                            echo=lambda line: None)
+    assert [r.status for r in forced] == ["ran"] * len(forced) and not any("--resume" in a for a in ran)
+    assert not (tmp_path / "teacher" / "last.pt").exists()  # --force removed the old run's folder
+
+
+def test_a_step_that_writes_nothing_stops_the_quickstart(tmp_path):
+    with pytest.raises(StepFailed, match="step tokenizer finished without writing"):
+        run_quickstart(QuickstartConfig(out_dir=str(tmp_path), scale="micro"), lambda argv: None,
+                       echo=lambda line: None)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_the_real_scale_on_a_cpu_stops_with_one_line_and_writes_nothing(tmp_path):
+    result = CliRunner().invoke(app, ["quickstart", "--scale", "real", "--out", str(tmp_path / "qs")])
+    assert result.exit_code == 1
+    assert "--scale real needs a CUDA GPU" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "qs").exists()

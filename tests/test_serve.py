@@ -211,7 +211,7 @@ def test_bad_requests_get_4xx_json_errors_and_the_server_keeps_serving(server):
         response = httpx.post(f"{url}{endpoint}", content=body, headers={"content-type": "application/json"})
         assert response.status_code == status, (body, response.text)
         assert message in response.json()["error"], (body, response.json())
-    assert httpx.post(f"{url}/v1/predict", content=b'{"texts": ["ok"]}').status_code == 422  # no JSON content type
+    assert httpx.post(f"{url}/v1/predict", content=b'{"texts": ["ok"]}').status_code == 415  # no JSON content type
     good = httpx.post(f"{url}/v1/predict", json={"texts": ["房间很干净"]})
     assert good.status_code == 200 and good.json()["predictions"][0]["label"] in ("negative", "positive")
     assert process.poll() is None
@@ -431,7 +431,10 @@ def test_cli_errors_are_one_line(tmp_path, export_dir):
     result = CliRunner().invoke(cli(), ["serve", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli(), ["serve", "--model", str(export_dir), "--max-batch", "0"])
-    assert result.exit_code == 1 and "max_batch must be >= 1" in result.output
+    assert result.exit_code == 2 and "'--max-batch'" in result.output and "Traceback" not in result.output
+    for port in ("-1", "0", "70000"):  # refused while the options are parsed, before the model loads
+        result = CliRunner().invoke(cli(), ["serve", "--model", str(export_dir), "--port", port])
+        assert result.exit_code == 2 and "'--port'" in result.output and "Traceback" not in result.output
 
 
 def test_serve_is_a_command_of_the_console_script():

@@ -238,3 +238,24 @@ def test_limits_cut_train_and_evaluation_separately():
     both = load_splits("reviews", None, train_limit=10, eval_limit=5)
     assert [len(both[s]) for s in ("train", "dev", "test")] == [10, 5, 5]
     assert data_name("lcqmc", "data/bank") == "data/bank" and data_name("reviews", None) == "embedded reviews"
+
+
+def test_the_evaluator_reuses_splits_encoded_before(monkeypatch):
+    """finetune encodes dev/test once (prepare) and hands them to the evaluator, which must not encode again."""
+    from ernie_tiny.training import evaluation
+    from ernie_tiny.training.distributed import DistributedContext
+
+    task = get_task("reviews")
+    examples = {"dev": [Example("房间很干净", None, 1), Example("太吵了", None, 0)]}
+    tokenizer = CharTokenizer.from_texts(["房间很干净", "太吵了"])
+    encoded = {"dev": encode_examples(examples["dev"], tokenizer, max_len=16)}
+    evaluator = evaluation.SplitEvaluator(task, examples, 16, 8, DistributedContext(0, 1, 0, torch.device("cpu")))
+    evaluator.add_encoded(tokenizer, encoded)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("dev was encoded a second time")
+
+    monkeypatch.setattr(evaluation, "encode_examples", refuse)
+    assert evaluator.encoded(tokenizer, "dev") is encoded["dev"]
+    with pytest.raises(AssertionError, match="second time"):
+        evaluator.encoded(CharTokenizer.from_texts(["别的"]), "dev")  # another tokenizer is encoded anew

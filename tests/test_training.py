@@ -15,14 +15,22 @@ from ernie_tiny.model import ErnieConfig, build_model
 from ernie_tiny.data.task_batches import collate
 from ernie_tiny.data.tasks import Example, encode_examples, get_task
 from ernie_tiny.tokenization.char import CharTokenizer
-from ernie_tiny.training.data_order import batch_for_step, batch_indices, batches
+from ernie_tiny.training.data_order import BatchOrder, batch_for_step, batch_indices, batches, bucketed_batch_for_step
 from ernie_tiny.training.inference import predict
 from ernie_tiny.training.logging import MetricsLog, make_progress, plot_loss_curves, read_metrics
 from ernie_tiny.training.precision import Precision
-from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
-from ernie_tiny.training.state import capture_rng_state, load_training_state, restore_rng_state, save_training_state
+from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, scaled_lr, set_seed
+from ernie_tiny.training.state import (TrainingState, apply_training_state, capture_rng_state, read_training_state, restore_rng_state,
+                                       save_training_state)
 
 
+
+
+def load_training_state(path, model, optimizer) -> TrainingState:
+    """What the loop does on --resume: read the state, then put it into the model, optimizer and RNGs."""
+    state = read_training_state(path)
+    apply_training_state(state, model, optimizer, path)
+    return state
 
 def test_get_lr_warms_up_then_decays_linearly_to_zero():
     values = [get_lr(step, max_steps=100, base_lr=1.0, warmup_steps=10) for step in (0, 4, 9, 10, 55, 99, 100, 120)]
@@ -157,3 +165,40 @@ def test_predict_unpads_token_outputs_and_restores_train_mode():
     assert [o.shape for o in outputs] == [(4, 7), (7, 7)] and model.training
     alone = predict(model, encoded.items[:1], lambda items: collate(task, items, tokenizer.pad_id), batch_size=1)
     np.testing.assert_allclose(alone[0], outputs[0], atol=1e-5)  # padding does not change a row's logits
+
+
+def test_length_buckets_keep_each_epoch_and_pad_less():
+    generator = np.random.default_rng(0)
+    lengths = [int(n) for n in generator.integers(5, 128, size=203)]
+    items = list(range(203))
+    steps_per_epoch = -(-203 // 8)
+    for world_size, rank in ((1, 0), (2, 1)):
+        per_rank = -(-203 // world_size)
+        steps_per_epoch = -(-per_rank // 8)
+        for epoch in (0, 1):
+            plain = [batch_for_step(items, epoch * steps_per_epoch + s, 8, 3, rank, world_size)
+                     for s in range(steps_per_epoch)]
+            bucketed = [bucketed_batch_for_step(items, lengths, epoch * steps_per_epoch + s, 8, 3, rank, world_size,
+                                                window=10) for s in range(steps_per_epoch)]
+            assert sorted(i for b in bucketed for i in b) == sorted(i for b in plain for i in b)  # same examples
+            assert [len(b) for b in bucketed].count(8) >= len(bucketed) - 1
+
+            def padding(batches):
+                return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+            assert padding(bucketed) < 0.5 * padding(plain)
+    again = [bucketed_batch_for_step(items, lengths, s, 8, 3, window=10) for s in range(40)]
+    assert again == [bucketed_batch_for_step(items, lengths, s, 8, 3, window=10) for s in range(40)]
+    assert again[:steps_per_epoch] != again[steps_per_epoch:2 * steps_per_epoch]  # each epoch its own order
+    assert BatchOrder.auto.resolve("cuda") is BatchOrder.length_buckets
+    assert BatchOrder.auto.resolve("cpu") is BatchOrder.shuffled
+
+
+def test_the_cuda_default_batch_scales_only_a_default_lr():
+    from ernie_tiny.commands.training_options import batch_and_lr
+
+    assert batch_and_lr("cpu", None, None, 3e-4) == (32, 3e-4)  # CPU runs are unchanged
+    assert batch_and_lr("cuda", None, None, 3e-4) == (128, pytest.approx(6e-4))  # sqrt(128 / 32) = 2
+    assert batch_and_lr("cuda:1", None, 1e-4, 3e-4) == (128, 1e-4)  # an explicit lr is used as written
+    assert batch_and_lr("cuda", 64, None, 3e-4) == (64, 3e-4)  # so is the lr of an explicit batch
+    assert scaled_lr(1e-3, 512) == pytest.approx(4e-3)

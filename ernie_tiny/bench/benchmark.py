@@ -34,6 +34,7 @@ from ernie_tiny.bench.environment import describe_environment, spinning_warning
 from ernie_tiny.bench.flops import pass_flops
 from ernie_tiny.deploy.export import ExportOptions, export_model
 from ernie_tiny.bench.latency import Backend, InferFn, LatencyStats, Variant, time_variants
+from ernie_tiny.bench.torch_variants import timed_rows, torch_variants
 from ernie_tiny.deploy.onnx_session import Device, DeviceUnavailableError, Precision, make_session, providers_for
 from ernie_tiny.deploy.parity import ParityReport
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
@@ -73,6 +74,7 @@ class BenchConfig:
     teacher_tokenizer: Path | None = None  # synthetic: a char vocab folder (default: built from the dev texts)
     student_tokenizer: Path | None = None  # synthetic: a subword tokenizer folder (required)
     char_length_student: bool = True  # also time the student on the teacher's char sequences
+    cuda_graphs: bool = True  # CUDA torch rows replay a CUDA graph per bucket; False: eager on buckets
     work_dir: Path | None = None  # where onnxruntime exports go (default: a temp folder)
     show_progress: bool = True
 
@@ -230,18 +232,6 @@ def checkpoint_models(teacher_dir: Path, student_dir: Path, task: TaskSpec) -> M
                      teacher.config.preset, student.config.preset, teacher.meta.labels or list(task.labels))
 
 
-def torch_infer(model: nn.Module, device: torch.device) -> InferFn:
-    """Arrays in, the head's outputs out (to host: that synchronises CUDA; so does the explicit sync)."""
-    def infer(arrays: dict[str, np.ndarray]) -> np.ndarray:
-        inputs = {name: torch.from_numpy(value).to(device) for name, value in arrays.items()}
-        with torch.inference_mode():
-            logits = model(**inputs).logits
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return logits.float().cpu().numpy()
-    return infer
-
-
 def onnx_infer(session: ort.InferenceSession) -> InferFn:
     feeds_names = [i.name for i in session.get_inputs()]
 
@@ -289,10 +279,14 @@ def build_variants(config: BenchConfig, pair: ModelPair, task: TaskSpec, example
                                                       "operator_counts": result.config.operator_counts}
             session = make_session(result.directory / "model.onnx", device=config.device, threads=config.threads)
             variants.append(make_variant(pair, role, Backend.onnxruntime, precision, onnx_infer(session)))
-    if Backend.torch in config.backends:
-        for role, model in (("teacher", pair.teacher), ("student", pair.student)):
-            model.to(device)
-            variants.append(make_variant(pair, role, Backend.torch, Precision.fp32, torch_infer(model, device)))
+    if Backend.torch in config.backends:  # CPU: fp32 eager; CUDA: fp32, fp16, bf16 through the deployed runner
+        timed = len(examples[:config.latency_examples] if config.latency_examples else examples)
+        variants += torch_variants(
+            {"teacher": pair.teacher, "student": pair.student},
+            {role: f"{preset} ({role})" for role, preset in (("teacher", pair.teacher_preset),
+                                                             ("student", pair.student_preset))},
+            {"teacher": pair.teacher_tokenizer, "student": pair.student_tokenizer}, device, config.max_len,
+            timed_rows(config.batch_size, timed), cuda_graphs=config.cuda_graphs)
     # A char student (msra-ner) already reads the teacher's sequences: its char-length row would repeat its own.
     if config.char_length_student and not reads_teacher_tokens(pair):
         for variant in [v for v in variants if v.role == "student" and v.precision == "fp32"]:

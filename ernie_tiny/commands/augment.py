@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from ernie_tiny.augment.pipeline import STRATEGIES, AugmentJob, AugmentSummary, default_cache_dir, run_augment
 from ernie_tiny.augment.strategies import AugmentConfig
 from ernie_tiny.commands.errors import command_errors
-from ernie_tiny.commands.options import DEFAULT_DEVICE, DataDirOpt, DeviceOpt, MaxLenOpt, TaskOpt
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DataDirOpt, DeviceOpt, MaxLenOpt, TaskOpt, MAX_SEED, MAX_THREADS
 from ernie_tiny.devices import resolve_device
 
 STAGE_NAMES = {"tag": "POS tagging (jieba)", "augment": "augmenting", "mlm": "teacher MLM", "label": "teacher labels"}
@@ -49,33 +49,33 @@ def summary_lines(summary: AugmentSummary) -> list[str]:
 
 def augment(
     task: TaskOpt,
-    out: Annotated[Path, typer.Option(help="TSV to write: text_a[, text_b][, teacher_logits as JSON].")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="TSV to write: text_a[, text_b][, teacher_logits as JSON].")],
     data_dir: DataDirOpt = None,
     split: Annotated[str, typer.Option(help="Which split to augment.")] = "train",
-    num_aug: Annotated[int, typer.Option("--num-aug", "-n", help="New examples per original (N).")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed; example i always draws from (seed, i).")] = 0,
-    teacher: Annotated[Path | None, typer.Option(help="Fine-tuned teacher checkpoint: adds its logits.")] = None,
-    mlm_teacher: Annotated[Path | None, typer.Option(help="masked_lm checkpoint with a char tokenizer: "
+    num_aug: Annotated[int, typer.Option("--num-aug", "-n", min=1, help="New examples per original (N).")] = 4,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed; example i always draws from (seed, i).")] = 0,
+    teacher: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Fine-tuned teacher checkpoint: adds its logits.")] = None,
+    mlm_teacher: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="masked_lm checkpoint with a char tokenizer: "
                                                           "enables teacher-MLM word replacement.")] = None,
-    p_unk: Annotated[float, typer.Option(help="Per word: replace by [UNK].")] = 0.1,
-    p_pos: Annotated[float, typer.Option(help="Per word: replace by a same-POS word of the data set.")] = 0.1,
-    p_mlm: Annotated[float | None, typer.Option(help="Per Chinese word: MLM replacement "
+    p_unk: Annotated[float, typer.Option(min=0, max=1, help="Per word: replace by [UNK].")] = 0.1,
+    p_pos: Annotated[float, typer.Option(min=0, max=1, help="Per word: replace by a same-POS word of the data set.")] = 0.1,
+    p_mlm: Annotated[float | None, typer.Option(min=0, max=1, help="Per Chinese word: MLM replacement "
                                                      "(default: 0.1 with --mlm-teacher, else 0).")] = None,
-    p_ngram: Annotated[float, typer.Option(help="Per text: keep only a random span of words.")] = 0.25,
-    ngram_min: Annotated[int, typer.Option(help="Shortest kept span, in words.")] = 1,
-    ngram_max: Annotated[int | None, typer.Option(help="Longest kept span (default: all words but one).")] = None,
-    mlm_top_k: Annotated[int, typer.Option(help="MLM candidates per word to pick from.")] = 15,
-    mlm_context: Annotated[int, typer.Option(help="Chars of context each side of a masked word.")] = 32,
+    p_ngram: Annotated[float, typer.Option(min=0, max=1, help="Per text: keep only a random span of words.")] = 0.25,
+    ngram_min: Annotated[int, typer.Option(min=1, help="Shortest kept span, in words.")] = 1,
+    ngram_max: Annotated[int | None, typer.Option(min=1, help="Longest kept span (default: all words but one).")] = None,
+    mlm_top_k: Annotated[int, typer.Option(min=1, help="MLM candidates per word to pick from.")] = 15,
+    mlm_context: Annotated[int, typer.Option(min=0, help="Chars of context each side of a masked word.")] = 32,
     peoples_daily: Annotated[bool, typer.Option(help="Add People's Daily 1998 words to the POS vocabulary.")] = False,
-    workers: Annotated[int, typer.Option(help="Processes for jieba POS tagging.")] = min(2, os.cpu_count() or 1),
+    workers: Annotated[int, typer.Option(min=1, help="Processes for jieba POS tagging.")] = min(2, os.cpu_count() or 1),
     cache: Annotated[bool, typer.Option(help="Cache POS tags in --cache-dir.")] = True,
-    cache_dir: Annotated[Path | None, typer.Option(help="POS tag cache (default: $ERNIE_TINY_CACHE/posseg "
+    cache_dir: Annotated[Path | None, typer.Option(file_okay=False, help="POS tag cache (default: $ERNIE_TINY_CACHE/posseg "
                                                         "or ~/.cache/ernie-tiny/posseg).")] = None,
     hmm: Annotated[bool, typer.Option(help="jieba's HMM for unknown words (--no-hmm: ~7x faster tagging).")] = True,
-    batch_size: Annotated[int, typer.Option(help="Teacher batch size.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Teacher batch size.")] = 64,
     max_len: MaxLenOpt = 128,
     device: DeviceOpt = DEFAULT_DEVICE,
-    threads: Annotated[int, typer.Option(help="torch CPU threads for the teacher (0: torch's default).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, max=MAX_THREADS, help="torch CPU threads for the teacher (0: torch's default).")] = 0,
 ) -> None:
     """Augment a task split with ERNIE Slim's strategies (+ teacher MLM) and label it with the teacher.
 

@@ -27,27 +27,27 @@ class QuantizeMode(str, Enum):
 
 
 def export(
-    model: Annotated[Path, typer.Option("--model", help="Checkpoint folder (config.json, model.safetensors, tokenizer).")],
-    out: Annotated[Path, typer.Option("--out", help="Export folder: model.onnx, onnx_config.json, parity.json, "
+    model: Annotated[Path, typer.Option("--model", exists=True, file_okay=False, help="Checkpoint folder (config.json, model.safetensors, tokenizer).")],
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Export folder: model.onnx, onnx_config.json, parity.json, "
                                                     "tokenizer files.")],
     format: Annotated[ExportFormat, typer.Option("--format", help="onnx, or hf: a transformers "
                                                                          "BertModel/BertFor... folder.")] = ExportFormat.onnx,
     quantize: Annotated[Optional[QuantizeMode], typer.Option(help="int8: dynamic quantisation for CPU.")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half precision for CUDA (checked on CPU when no GPU).")] = False,
-    opset: Annotated[int, typer.Option(help="ONNX opset, 14..20.")] = 17,
+    opset: Annotated[int, typer.Option(min=14, max=20, help="ONNX opset, 14..20.")] = 17,
     optimize: Annotated[bool, typer.Option("--optimize/--no-optimize",
                                            help="onnxruntime BERT fusions (needed for --quantize/--fp16).")] = True,
     with_embeddings: Annotated[bool, typer.Option("--with-embeddings", help="Also output pooled_output and "
                                                   "sequence_output.")] = False,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one scale per output channel.")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Task folder whose dev.tsv gives the parity texts "
+    data_dir: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Task folder whose dev.tsv gives the parity texts "
                                                           "(and labels for the accuracy change).")] = None,
     task: Annotated[Optional[str], typer.Option(help="Task of --data-dir (default: the checkpoint's task).")] = None,
-    parity_file: Annotated[Optional[Path], typer.Option(help="Parity texts, one per line (TAB: text pair).")] = None,
-    parity_examples: Annotated[int, typer.Option(help="How many texts the parity check uses.")] = 256,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the checkpoint's).")] = None,
-    max_len: Annotated[int, typer.Option(help="Default truncation for predict.")] = 128,
-    tolerance: Annotated[float, typer.Option(help="fp32 parity: max |logit diff| allowed.")] = 1e-4,
+    parity_file: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Parity texts, one per line (TAB: text pair).")] = None,
+    parity_examples: Annotated[int, typer.Option(min=1, help="How many texts the parity check uses.")] = 256,
+    tokenizer: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False, help="Tokenizer folder (default: the checkpoint's).")] = None,
+    max_len: Annotated[int, typer.Option(min=3, help="Default truncation for predict.")] = 128,
+    tolerance: Annotated[float, typer.Option(min=0, help="fp32 parity: max |logit diff| allowed.")] = 1e-4,
 ) -> None:
     """Export a checkpoint to ONNX with dynamic batch/sequence axes, fused, optionally int8 or fp16.
 
@@ -60,7 +60,7 @@ def export(
         with command_errors():
             if quantize is not None or fp16:
                 raise ValueError("--format hf writes fp32 weights: --quantize and --fp16 are for --format onnx")
-            export_hf_folder(console, model, out, data_dir, parity_file, task, parity_examples, tolerance)
+            export_hf_folder(console, model, out, data_dir, parity_file, task, parity_examples, tolerance, max_len)
         return
     with command_errors():
         from ernie_tiny.deploy.export import ExportOptions, export_checkpoint, parity_examples_for
@@ -92,14 +92,14 @@ def export(
 
 
 def export_hf_folder(console: Console, model: Path, out: Path, data_dir: Optional[Path], parity_file: Optional[Path],
-                     task: Optional[str], parity_examples: int, tolerance: float) -> None:
+                     task: Optional[str], parity_examples: int, tolerance: float, max_len: int = 128) -> None:
     """``--format hf``: the transformers folder, parity-checked on the same texts as an ONNX export."""
     from ernie_tiny.deploy.export import parity_examples_for
     from ernie_tiny.deploy.hf_export import HF_PARITY_FILE, export_hf
 
     examples, _, source = parity_examples_for(model, data_dir, parity_file, task, limit=parity_examples or None)
     console.print(f"exporting {model} as a Hugging Face folder; parity texts: {source}", markup=False)
-    result = export_hf(model, out, examples, tolerance=tolerance)
+    result = export_hf(model, out, examples, tolerance=tolerance, max_len=max_len)
     console.print(f"architecture: {result.architecture}", markup=False)
     if result.parity is None:
         console.print("parity: not checked (transformers is not installed)", markup=False)

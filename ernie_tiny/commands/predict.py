@@ -1,4 +1,4 @@
-"""``ernie-tiny predict``: onnxruntime inference on an export folder, JSON lines out. Imports no torch."""
+"""``ernie-tiny predict``: onnxruntime on an export folder (no torch import) or torch on a checkpoint, JSON lines out."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from ernie_tiny.commands.backend_options import (BackendOpt, CudaGraphsOpt, InferenceBackend, PrecisionOpt,
+                                                 backend_device, load_predictor)
 from ernie_tiny.commands.errors import command_errors
-from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt
-from ernie_tiny.devices import resolve_device
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt, MAX_THREADS
 from ernie_tiny.io_utils import atomic_write_text
 
 
@@ -34,29 +35,34 @@ def summary_line(records: list[dict], max_len: int) -> str:
 
 
 def predict(
-    model: Annotated[Path, typer.Option("--model", help="Export folder, or a .onnx file inside one.")],
+    model: Annotated[Path, typer.Option("--model", help="Export folder, or a .onnx file inside one "
+                                                        "(--backend torch: a checkpoint folder).")],
     text: Annotated[Optional[list[str]], typer.Option("--text", help="A text to predict (repeatable); a TAB "
                                                       "separates a text pair. Its output has \"index\": N.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", help="UTF-8, one text per line (TAB: text pair); "
+    file: Annotated[Optional[Path], typer.Option("--file", exists=True, dir_okay=False, help="UTF-8, one text per line (TAB: text pair); "
                                                  "every line gets one output line with \"line\": N, a blank "
                                                  "line an \"error\" instead of a prediction.")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Write JSON lines here (default: stdout).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per onnxruntime call.")] = 32,
-    max_len: Annotated[Optional[int], typer.Option(help="Truncation in tokens (default: the export's); "
+    output: Annotated[Optional[Path], typer.Option(dir_okay=False, help="Write JSON lines here (default: stdout).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per onnxruntime call.")] = 32,
+    max_len: Annotated[Optional[int], typer.Option(min=3, help="Truncation in tokens (default: the export's); "
                                                         "a cut text gets \"truncated\": true.")] = None,
     device: DeviceOpt = DEFAULT_DEVICE,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime intra-op threads (default: all cores).")] = None,
+    backend: BackendOpt = InferenceBackend.onnxruntime,
+    precision: PrecisionOpt = None,
+    cuda_graphs: CudaGraphsOpt = True,
 ) -> None:
-    """Predict with an exported model through onnxruntime alone; one JSON object per text.
+    """Predict with an exported model through onnxruntime alone (or a checkpoint through torch); one JSON object
+    per text.
 
     Example: ernie-tiny predict --model exported/student-int8 --text "房间很干净，服务周到" --text "太吵了"
+    On a GPU: ernie-tiny predict --backend torch --device cuda --model runs/student/best --file texts.txt
     """
     err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     with command_errors(also=(RuntimeError,)):  # RuntimeError: onnxruntime's load/run failures
-        from ernie_tiny.deploy.onnx_session import Device
-        from ernie_tiny.deploy.predict import Predictor, empty_text_error, read_text_file
+        from ernie_tiny.deploy.predict import empty_text_error, read_text_file
 
-        onnx_device = Device(resolve_device(device, runtimes=("onnxruntime",)))  # first: fail before reading input
+        run_device = backend_device(device, backend, precision)  # first: fail before reading input
         texts = [tuple(t.split("\t", 1)) if "\t" in t else t for t in (text or [])]
         for number, given in enumerate(texts, start=1):
             if empty_text_error(given):
@@ -70,7 +76,7 @@ def predict(
             sources += [{"line": number} for number in range(1, len(lines) + 1)]
         if not texts:
             raise ValueError("nothing to predict: give --text or --file")
-        predictor = Predictor.load(model, device=onnx_device, threads=threads)
+        predictor = load_predictor(model, backend, run_device, precision, cuda_graphs, threads)
         predictions = predictor.predict(texts, batch_size=batch_size, max_len=max_len)
         records = [source | p.to_dict() for source, p in zip(sources, predictions)]
         lines_out = "".join(json_line(r) for r in records)

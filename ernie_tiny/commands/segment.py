@@ -26,9 +26,9 @@ segment_app = command_group("Subword tokenizer of the student: jieba words + sen
                             "Example: ernie-tiny segment train --vocab-size 8000 --out runs/tokenizer")
 console = Console(stderr=True, highlight=False)
 
-TokenizerDir = Annotated[Path, typer.Option("--tokenizer", help="Tokenizer folder (segment train output, or the "
+TokenizerDir = Annotated[Path, typer.Option("--tokenizer", exists=True, file_okay=False, help="Tokenizer folder (segment train output, or the "
                                                                 "ERNIE-tiny release files).")]
-WordsegDict = Annotated[Optional[Path], typer.Option(help="dict.wordseg.pickle: segment by forward maximum matching "
+WordsegDict = Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="dict.wordseg.pickle: segment by forward maximum matching "
                                                            "over this word list (ERNIE-tiny release mode).")]
 
 
@@ -38,7 +38,7 @@ def _load(tokenizer: Path, wordseg_dict: Path | None) -> SubwordTokenizer:
 
 @segment_app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="Folder to write: spm.model, vocab.txt, tokenizer_config.json.")],
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder to write: spm.model, vocab.txt, tokenizer_config.json.")],
     corpus: Annotated[Optional[list[str]], typer.Option(
         help="Training text, repeatable: 'embedded' (People's Daily + reviews, the default), a .tsv with a "
              "text_a column (text_b too), or a text file with one text per line.")] = None,
@@ -48,7 +48,7 @@ def train(
     word_boundary: Annotated[WordBoundary, typer.Option(
         help="constraint: pieces never straddle words; space: words joined by spaces (ERNIE-tiny release).")
     ] = WordBoundary.CONSTRAINT,
-    user_dict: Annotated[Optional[Path], typer.Option(help="jieba user dictionary (word [freq] [tag] lines).")] = None,
+    user_dict: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="jieba user dictionary (word [freq] [tag] lines).")] = None,
     wordseg_dict: WordsegDict = None,
     split_by_script: Annotated[bool, typer.Option(help="Keep Han, Latin, digits and punctuation in separate "
                                                        "pieces.")] = True,
@@ -84,7 +84,7 @@ def encode(
     tokenizer: TokenizerDir,
     text: Annotated[Optional[str], typer.Option(help="Text to encode.")] = None,
     text_b: Annotated[Optional[str], typer.Option(help="Second text of a pair.")] = None,
-    file: Annotated[Optional[Path], typer.Option(help="UTF-8 file: one text per line, or 'a<TAB>b' pairs; "
+    file: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="UTF-8 file: one text per line, or 'a<TAB>b' pairs; "
                                                       "prints JSON lines.")] = None,
     max_len: Annotated[int, typer.Option(min=3, help="Truncate to this many tokens, specials included.")] = 512,
     wordseg_dict: WordsegDict = None,
@@ -103,6 +103,8 @@ def encode(
             typer.echo("ids:    " + " ".join(map(str, enc.input_ids)))
             return
         lines = read_lines(file)
+        if not lines:
+            raise ValueError(f"{file}: no lines to encode (an empty file)")
         batch_size = 1000
         for first in range(0, len(lines), batch_size):
             pairs = []
@@ -126,14 +128,14 @@ def _default_data_root() -> Path:
 def stats(
     tokenizer: TokenizerDir,
     task: TaskOpt,
-    data_dir: Annotated[Optional[Path], typer.Option(
+    data_dir: Annotated[Optional[Path], typer.Option(exists=True, file_okay=False,
         help="Folder with <split>.tsv (default: $ERNIE_TINY_DATA/<task folder> or ../shared/data/<task folder>; "
              "none for the embedded reviews).")] = None,
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "dev",
-    char_vocab: Annotated[Optional[Path], typer.Option(
+    char_vocab: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False,
         help="ERNIE 1.0 vocab.txt for the char baseline (default: every char + whole Latin word of the texts, "
              "a lower bound of ERNIE's length).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="JSON file to write (default: stats/<data folder>-<split>.json "
+    out: Annotated[Optional[Path], typer.Option(dir_okay=False, help="JSON file to write (default: stats/<data folder>-<split>.json "
                                                      "inside the --tokenizer folder).")] = None,
     wordseg_dict: WordsegDict = None,
 ) -> None:

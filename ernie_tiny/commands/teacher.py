@@ -1,4 +1,4 @@
-"""``ernie-tiny teacher ...``: bring a teacher checkpoint into our format (and, from cli.py, fine-tune it)."""
+"""``ernie-tiny teacher convert|finetune``: bring a teacher checkpoint into our format, fine-tune it on a task."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import typer
 
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.errors import command_errors
+from ernie_tiny.commands.finetune import finetune
 from ernie_tiny.commands.options import command_group
 from ernie_tiny.convert.detect import count_parameters, detect_format, load_checkpoint
 
-teacher_app = command_group("Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.")
+TEACHER_HELP = ("Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune.\n\n"
+                "Example: ernie-tiny teacher finetune --preset teacher-micro --max-steps 50 --out runs/teacher")
+teacher_app = command_group(TEACHER_HELP)
 
 
-@teacher_app.callback()
+@teacher_app.callback(help=TEACHER_HELP)
 def teacher() -> None:
     """Teacher checkpoints: convert Paddle / Hugging Face ERNIE folders, fine-tune."""
     # A callback keeps `teacher` a command group even while it holds a single command.
@@ -23,10 +26,10 @@ def teacher() -> None:
 
 @teacher_app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Paddle ERNIE 1.0 or official ERNIE-tiny folder (params/ + "
+    src: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Paddle ERNIE 1.0 or official ERNIE-tiny folder (params/ + "
                                              "ernie_config.json [+ subword/]), "
                                              "Hugging Face Ernie/Bert folder, or an ernie-tiny folder.")],
-    out: Annotated[Path, typer.Argument(help="Folder to write (config.json + model.safetensors + vocab).")],
+    out: Annotated[Path, typer.Argument(file_okay=False, help="Folder to write (config.json + model.safetensors + vocab).")],
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Convert a teacher checkpoint to the ernie-tiny format, checking every parameter.
@@ -51,3 +54,6 @@ def convert(
     if initialised:
         typer.echo(f"  not in the source, freshly initialised: {', '.join(initialised)}")
     typer.echo(f"wrote {out}")
+
+
+teacher_app.command("finetune")(finetune)  # defined beside the other trainers' commands (commands/finetune.py)

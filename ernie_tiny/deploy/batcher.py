@@ -6,7 +6,9 @@
 A request's items keep their positions: :meth:`DynamicBatcher.submit` returns the
 results in the order ``prepare`` produced them, whichever batches they ran in.
 
-When a batch is sent: as soon as the queue holds ``max_batch`` items; or when
+When a batch is sent: as soon as the queue holds ``max_batch`` items (or, with a token
+budget ``max_batch_tokens``, as many as fit in it: rows x the longest row, as
+text-embeddings-inference's ``max_batch_tokens``); or when
 ``max_wait_s`` has passed since the batch's first item; or at once when no request
 is on its way in (none is being tokenized), because then waiting cannot gather
 anything. So a lone client never pays the wait, and under load the batches fill
@@ -17,13 +19,14 @@ onnxruntime call each (:func:`length_groups`): padded to its longest text, a bat
 ChnSentiCorp dev texts in arrival order computes 1.5x the tokens of its texts, which on a
 CPU costs more than batching saves. Where a call's fixed cost is high next to a token's
 (a GPU, a micro model) the batch stays one call. Inference runs in one worker thread
-(onnxruntime releases the GIL and uses its own intra-op threads), so the event loop keeps
-answering other requests (``/healthz``, ``/metrics``) while a batch runs.
+(onnxruntime and torch release the GIL), so tokenization (in other threads) and the event
+loop (``/healthz``, ``/metrics``) keep going while a batch runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections import deque
@@ -97,18 +100,34 @@ def length_groups(lengths: list[int], call_cost_tokens: float) -> list[list[int]
     return runs[::-1]
 
 
+def items_within_budget(lengths: list[int], max_items: int, max_tokens: int | None) -> int:
+    """How many of the first ``lengths`` make a batch: at most ``max_items``, and with a token budget at most
+    as many as keep rows x the longest row <= ``max_tokens`` (the first always goes, however long)."""
+    count, longest = 0, 0
+    for length in lengths[:max_items]:
+        longest = max(longest, length)
+        if count and max_tokens is not None and (count + 1) * longest > max_tokens:
+            break
+        count += 1
+    return count
+
+
 class DynamicBatcher:
     """Groups items of concurrent requests into batches for ``run`` (padded batch of encodings -> outputs)."""
 
     def __init__(self, run: Callable[[list[Encoding]], Outputs], max_batch: int = 32, max_wait_s: float = 0.005,
-                 call_cost_tokens: float = 0.0, on_batch: Callable[[BatchStats], None] | None = None):
+                 call_cost_tokens: float = 0.0, on_batch: Callable[[BatchStats], None] | None = None,
+                 max_batch_tokens: int | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait_s}")
         self.run = run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.max_batch_tokens = max_batch_tokens  # rows x longest row per batch; None: max_batch alone decides
         self.call_cost_tokens = call_cost_tokens  # see length_groups; 0 runs each distinct length apart
         self.on_batch = on_batch
         self.arriving = 0  # requests being prepared (tokenized): their items are on their way
@@ -146,7 +165,7 @@ class DynamicBatcher:
             await self.changed.wait()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
-        while len(self.queue) < self.max_batch and self.arriving > 0:
+        while not self.queue_fills_a_batch() and self.arriving > 0:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -155,7 +174,16 @@ class DynamicBatcher:
                 await asyncio.wait_for(self.changed.wait(), remaining)
             except TimeoutError:
                 break
-        return [self.queue.popleft() for _ in range(min(self.max_batch, len(self.queue)))]
+        return [self.queue.popleft() for _ in range(self.batch_length())]
+
+    def batch_length(self) -> int:
+        """How many queued items the next batch takes."""
+        lengths = [len(q.item.encoding) for q in itertools.islice(self.queue, self.max_batch + 1)]
+        return items_within_budget(lengths, self.max_batch, self.max_batch_tokens)
+
+    def queue_fills_a_batch(self) -> bool:
+        """Whether the queue already holds a full batch (``max_batch`` items, or the token budget's worth)."""
+        return len(self.queue) >= self.max_batch or self.batch_length() < len(self.queue)
 
     def run_batch(self, batch: list[QueuedItem]) -> tuple[list[Any], BatchStats]:
         """In the worker thread: one graph call per length group, then every item's result."""

@@ -43,7 +43,7 @@ from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.convert.hf import hf_key_table
 from ernie_tiny.data.tasks import Example
 from ernie_tiny.heads import HeadKind
-from ernie_tiny.io_utils import atomic_dir, atomic_write_json
+from ernie_tiny.io_utils import atomic_dir, atomic_write_json, atomic_write_text, give_ordinary_permissions
 from ernie_tiny.model import ErnieConfig, encoder_of
 from ernie_tiny.tokenization.batching import pad_encodings
 from ernie_tiny.tokenization.encoding import CLS, MASK, PAD, SEP, UNK, Tokenizer
@@ -62,6 +62,12 @@ ARCHITECTURE_SUFFIX = {
 # The class subword students name in tokenizer_config.json: ours (ernie_tiny.deploy.hf_tokenizer), which no
 # transformers release has, so AutoTokenizer stops with an error instead of splitting text into BERT word pieces.
 SUBWORD_TOKENIZER_CLASS = "ErnieTinySubwordTokenizer"
+# The module auto_map names for AutoTokenizer: one import of the class from the installed package (no copied code).
+AUTO_MAP_MODULE = "tokenization_ernie_tiny"
+AUTO_MAP_SOURCE = (f'"""{SUBWORD_TOKENIZER_CLASS} for AutoTokenizer(..., trust_remote_code=True): '
+                   'needs `pip install ernie-tiny`."""\n\n'
+                   f"from ernie_tiny.deploy.hf_tokenizer import {SUBWORD_TOKENIZER_CLASS}\n\n"
+                   f'__all__ = ["{SUBWORD_TOKENIZER_CLASS}"]\n')
 
 
 class HfExportError(ValueError):
@@ -141,14 +147,22 @@ def hf_tokenizer_config(tokenizer: Tokenizer, max_len: int) -> dict:
         return {"tokenizer_class": "BertTokenizer", "do_lower_case": tokenizer.do_lower_case,
                 "tokenize_chinese_chars": True, "strip_accents": None, **common}
     return {"tokenizer_class": SUBWORD_TOKENIZER_CLASS, **common,
+            # AutoTokenizer.from_pretrained(folder, trust_remote_code=True) imports our class through this
+            "auto_map": {"AutoTokenizer": [f"{AUTO_MAP_MODULE}.{SUBWORD_TOKENIZER_CLASS}", None]},
             "ernie_tiny_note": "jieba/dictionary words + sentencepiece: load with "
-                               "ernie_tiny.deploy.hf_tokenizer.ErnieTinySubwordTokenizer.from_pretrained(this folder)"}
+                               "ernie_tiny.deploy.hf_tokenizer.ErnieTinySubwordTokenizer.from_pretrained(this folder), "
+                               "or AutoTokenizer.from_pretrained(this folder, trust_remote_code=True); both need "
+                               "the ernie-tiny package"}
 
 
 def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
-              parity_examples: list[Example] | None = None, tolerance: float = 1e-4) -> HfExportResult:
+              parity_examples: list[Example] | None = None, tolerance: float = 1e-4,
+              max_len: int = 128) -> HfExportResult:
     """Write ``checkpoint_dir`` as a transformers folder; with transformers installed, check parity on
-    ``parity_examples`` (fp32, eval mode) and refuse to finish when it is above ``tolerance``."""
+    ``parity_examples`` (fp32, eval mode) truncated to min(``max_len``, the model's positions), and refuse
+    to finish when it is above ``tolerance``."""
+    if max_len < 3:
+        raise HfExportError(f"max_len must be >= 3 ([CLS] x [SEP]), got {max_len}")
     loaded = load_pretrained(checkpoint_dir)
     if loaded.tokenizer is None:
         raise HfExportError(f"{checkpoint_dir}: the checkpoint holds no tokenizer files; a Hugging Face folder "
@@ -162,13 +176,17 @@ def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike,
     parity = None
     with atomic_dir(Path(out_dir)) as tmp:
         save_file(hf_state_dict(model, head), str(tmp / HF_WEIGHTS_FILE), metadata={"format": "pt"})
+        give_ordinary_permissions(tmp / HF_WEIGHTS_FILE)  # save_file writes 0600
         tokenizer.save(str(tmp))
         ours_config = json.loads((tmp / TOKENIZER_CONFIG).read_text(encoding="utf-8"))
         atomic_write_json(tmp / TOKENIZER_CONFIG, {**ours_config, **hf_tokenizer_config(
             tokenizer, config.max_position_embeddings)})
         atomic_write_json(tmp / HF_CONFIG_FILE, values)
+        if tokenizer.kind != "char":
+            atomic_write_text(tmp / f"{AUTO_MAP_MODULE}.py", AUTO_MAP_SOURCE)
         if parity_examples:
-            parity = hf_parity(tmp, model, tokenizer, head, parity_examples, values["architectures"][0])
+            parity = hf_parity(tmp, model, tokenizer, head, parity_examples, values["architectures"][0],
+                               max_len=min(max_len, config.max_position_embeddings))
             if parity is not None:
                 atomic_write_json(tmp / HF_PARITY_FILE, parity)
                 if parity["max_abs_diff"] > tolerance:

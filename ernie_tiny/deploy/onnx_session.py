@@ -85,18 +85,17 @@ class OnnxModelConfig:
             values = json.loads(path.read_text(encoding="utf-8"))
             known = set(cls.__dataclass_fields__)
             return cls(**{k: v for k, v in values.items() if k in known})
-        except (json.JSONDecodeError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: unreadable ONNX model config: {err}") from err
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: unreadable ONNX model config: {err}") from None
+        except AttributeError:  # valid JSON, but not an object
+            raise ValueError(f"{path}: unreadable ONNX model config: expected a JSON object") from None
 
 
 def resolve_model_path(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(folder, model file)`` for an export folder or a ``.onnx`` file inside one."""
     path = Path(path)
     if path.is_dir():
-        config_file = path / ONNX_CONFIG_FILE
-        model_file = MODEL_FILE
-        if config_file.is_file():
-            model_file = json.loads(config_file.read_text(encoding="utf-8")).get("model_file", MODEL_FILE)
+        model_file = OnnxModelConfig.read(path).model_file if (path / ONNX_CONFIG_FILE).is_file() else MODEL_FILE
         return path, path / model_file
     if path.suffix == ".onnx" and path.is_file():
         return path.parent, path
@@ -128,7 +127,15 @@ def make_session(model_file: str | os.PathLike, device: Device | str = Device.cp
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(model_file), options, providers=providers_for(device))
+    providers = providers_for(device)
+    if not Path(model_file).is_file():
+        raise FileNotFoundError(f"{model_file}: no such file")
+    try:
+        return ort.InferenceSession(str(model_file), options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...), none a ValueError
+        if "protobuf" in str(err).lower() or "invalid_graph" in str(err).lower() or Path(model_file).stat().st_size == 0:
+            raise ValueError(f"{model_file}: not a valid ONNX model (truncated?)") from None
+        raise ValueError(f"{model_file}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
 
 
 def run_session(session: ort.InferenceSession, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -18,12 +18,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from ernie_tiny.deploy.onnx_session import (Device, OnnxModelConfig, make_session, resolve_model_path,
                                            run_session)
-from ernie_tiny.tokenization.encoding import Encoding, pad_to_arrays
+from ernie_tiny.tokenization.encoding import Encoding, Tokenizer, pad_to_arrays
 from ernie_tiny.data.metrics import bio_entities
 from ernie_tiny.data.tasks import char_tags_from_token_tags
 from ernie_tiny.tokenization.load import load_tokenizer
@@ -81,6 +82,8 @@ def read_text_file(path: str | os.PathLike) -> list[TextInput]:
     ``\\n`` only (a ``\\r`` before it is dropped), as ``wc -l`` and editors count them.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, not a text file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     raw_lines = path.read_bytes().split(b"\n")
@@ -102,15 +105,53 @@ def read_text_file(path: str | os.PathLike) -> list[TextInput]:
     return examples
 
 
-class Predictor:
-    """An exported model, its tokenizer and an onnxruntime session."""
+class ModelSession(Protocol):
+    """What a :class:`Predictor` runs: padded int64 arrays in (``pad_to_arrays``), float32 outputs by name out."""
 
-    def __init__(self, directory: str | os.PathLike, model_file: str | os.PathLike, config: OnnxModelConfig,
-                 device: Device | str = Device.cpu, threads: int | None = None):
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+class OnnxSession:
+    """An onnxruntime session as a :class:`ModelSession` (the torch one is ``deploy.torch_runner.TorchRunner``)."""
+
+    path = "onnxruntime"
+
+    def __init__(self, session: object):
+        self.session = session
+
+    def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_session(self.session, arrays)
+
+
+class Predictor:
+    """A model's config, its tokenizer and a :class:`ModelSession`: onnxruntime on an export folder, or torch
+    on a checkpoint folder (:meth:`load_torch`)."""
+
+    def __init__(self, directory: str | os.PathLike, model_file: str | os.PathLike | None, config: OnnxModelConfig,
+                 device: Device | str = Device.cpu, threads: int | None = None, session: ModelSession | None = None,
+                 tokenizer: Tokenizer | None = None):
         self.directory = Path(directory)
         self.config = config
-        self.tokenizer = load_tokenizer(self.directory)
-        self.session = make_session(model_file, device=device, threads=threads)
+        self.tokenizer = tokenizer or load_tokenizer(self.directory)
+        self.session = session or OnnxSession(make_session(model_file, device=device, threads=threads))
+
+    @classmethod
+    def load_torch(cls, path: str | os.PathLike, device: str = "cpu", precision: str = "fp32", cuda_graphs: bool = True,
+                   with_embeddings: bool = False) -> "Predictor":
+        """From a checkpoint folder (``teacher finetune``, ``distill``, Hugging Face), run by torch.
+
+        Imports torch here only: the onnxruntime path stays torch-free.
+        """
+        from ernie_tiny.deploy.torch_runner import RunnerConfig, load_torch_runner
+
+        runner, config, tokenizer = load_torch_runner(
+            path, RunnerConfig(device=device, precision=precision, cuda_graphs=cuda_graphs), with_embeddings)
+        return cls(path, None, config, session=runner, tokenizer=tokenizer)
+
+    @property
+    def backend(self) -> str:
+        """Which runtime and path runs the model, e.g. ``onnxruntime`` or ``torch cuda fp16, CUDA graphs, ...``."""
+        return getattr(self.session, "path", type(self.session).__name__)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: Device | str = Device.cpu,
@@ -121,7 +162,7 @@ class Predictor:
 
     def run(self, encodings: list[Encoding]) -> dict[str, np.ndarray]:
         """Raw graph outputs for one batch of encodings (right-padded to the longest)."""
-        return run_session(self.session, pad_to_arrays(encodings, pad_id=self.tokenizer.pad_id))
+        return self.session.run(pad_to_arrays(encodings, pad_id=self.tokenizer.pad_id))
 
     def predict(self, texts: Iterable[TextInput], batch_size: int = 32, max_len: int | None = None) -> list[Prediction]:
         """One prediction per text, in input order; ``texts`` are strings or ``(text_a, text_b)`` pairs.
@@ -131,8 +172,9 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         max_len = self.config.max_len if max_len is None else max_len
-        if max_len > self.config.max_position_embeddings:
-            raise ValueError(f"max_len {max_len} exceeds the model's {self.config.max_position_embeddings} positions")
+        if not 3 <= max_len <= self.config.max_position_embeddings:  # 3: [CLS], one token, [SEP] (as embed)
+            raise ValueError(f"max_len {max_len} is outside 3..{self.config.max_position_embeddings} "
+                             "(the model's positions)")
         pairs = [(t, None) if isinstance(t, str) else (t[0], t[1]) for t in texts]
         predictions: list[Prediction | None] = [None] * len(pairs)
         runnable = []

@@ -1,4 +1,4 @@
-"""The HTTP JSON server over an export folder: FastAPI on uvicorn, onnxruntime only (no torch import).
+"""The HTTP JSON server over an export folder (onnxruntime, no torch import) or a checkpoint (``backend="torch"``).
 
     POST /v1/predict   {"texts": [...], "text_pairs": [...]?}                -> {"predictions": [...]}
     POST /v1/embed     {"texts": [...], "text_pairs": [...]?, "layer": ...}  -> {"layer", "dim", "embeddings",
@@ -17,6 +17,7 @@ answers the requests in flight, then closes the batcher.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,7 +36,9 @@ from pydantic import BaseModel, ConfigDict
 from ernie_tiny.deploy.batcher import BatchItem, BatchStats, DynamicBatcher, Outputs, ServerShuttingDown
 from ernie_tiny.deploy.embed import (EmbeddingLayer, EmbeddingsUnavailableError, check_embedding_outputs,
                                      embedding_of, encode_texts)
+from ernie_tiny.deploy.http_errors import install_error_answers, lone_surrogate_error
 from ernie_tiny.deploy.onnx_session import Device
+from ernie_tiny.deploy.uvicorn_server import answered_summary
 from ernie_tiny.deploy.predict import Predictor
 from ernie_tiny.tokenization.encoding import Encoding, TokenSpan
 
@@ -59,8 +62,16 @@ class ServeConfig:
     device: Device = Device.cpu
     threads: int | None = None  # onnxruntime intra-op threads (default: all cores)
     call_cost_tokens: float | None = None  # a call's fixed cost in tokens (None: measured when the app is built)
+    backend: str = "onnxruntime"  # or "torch": model is a checkpoint folder, run by deploy.torch_runner
+    precision: str | None = None  # torch: fp32, fp16 or bf16 (None: fp16 on CUDA, fp32 on the CPU)
+    cuda_graphs: bool = True  # torch on CUDA: one CUDA graph per (batch, length) bucket
+    max_batch_tokens: int | None = None  # a batch's rows x longest row at most (None: max_batch alone)
 
     def __post_init__(self) -> None:
+        if self.backend not in ("onnxruntime", "torch"):
+            raise ValueError(f"backend must be onnxruntime or torch, got {self.backend!r}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be >= 1, got {self.max_batch_tokens}")
         object.__setattr__(self, "long_texts", LongTexts(self.long_texts))
         object.__setattr__(self, "device", Device(self.device))
         for name in ("max_batch", "max_texts", "max_chars"):
@@ -113,9 +124,12 @@ def request_pairs(request: TextsRequest, config: ServeConfig) -> list[tuple[str,
         for field, text in (("texts", text_a), ("text_pairs", text_b)):
             if text is not None and not text.strip():
                 raise RequestError(422, f"{field}[{index}] is empty or whitespace only: nothing to run")
+            surrogate = None if text is None else lone_surrogate_error(f"{field}[{index}]", text)
+            if surrogate is not None:
+                raise RequestError(422, surrogate)
             if text is not None and len(text) > config.max_chars and config.long_texts is LongTexts.reject:
                 raise RequestError(413, f"{field}[{index}] has {len(text)} characters; at most {config.max_chars} "
-                                        "(--max-chars; --long-texts truncate cuts instead)")
+                                        "(--max-chars; serve --truncate-long-texts cuts instead)")
         if config.long_texts is LongTexts.truncate:
             text_a, text_b = text_a[:config.max_chars], None if text_b is None else text_b[:config.max_chars]
         pairs.append((text_a, text_b))
@@ -241,18 +255,36 @@ def model_description(predictor: Predictor, config: ServeConfig, call_cost_token
             "embedding_layers": [layer.value for layer in EmbeddingLayer if layer.graph_output in model.outputs],
             "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms, "max_texts": config.max_texts,
             "max_chars": config.max_chars, "long_texts": config.long_texts.value,
-            "call_cost_tokens": round(call_cost_tokens, 1)}
+            "call_cost_tokens": round(call_cost_tokens, 1), "backend": predictor.backend,
+            "max_batch_tokens": config.max_batch_tokens}
+
+
+def load_predictor(config: ServeConfig) -> Predictor:
+    """onnxruntime on an export folder, or torch on a checkpoint folder (``backend="torch"``, torch imported here)."""
+    if config.backend == "onnxruntime":
+        return Predictor.load(config.model, device=config.device, threads=config.threads)
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    precision = config.precision or ("fp16" if config.device is Device.cuda else "fp32")
+    predictor = Predictor.load_torch(config.model, device=config.device.value, precision=precision,
+                                     cuda_graphs=config.cuda_graphs)
+    if config.device is Device.cuda:  # every bucket a batch can reach, captured before the first request
+        predictor.session.warm_up_buckets(config.max_batch, predictor.config.max_len)
+    return predictor
 
 
 def build_app(config: ServeConfig, predictor: Predictor | None = None) -> FastAPI:
     """The ASGI app for ``config.model`` (loaded here, so a bad folder fails before the server starts)."""
-    predictor = predictor or Predictor.load(config.model, device=config.device, threads=config.threads)
+    predictor = predictor or load_predictor(config)
     metrics = ServerMetrics()
     call_cost_tokens = config.call_cost_tokens
     if call_cost_tokens is None:
         call_cost_tokens = measure_call_cost_tokens(predictor, config.device)
     batcher = DynamicBatcher(predictor.run, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000,
-                             call_cost_tokens=call_cost_tokens, on_batch=metrics.observe_batch)
+                             call_cost_tokens=call_cost_tokens, on_batch=metrics.observe_batch,
+                             max_batch_tokens=config.max_batch_tokens)
     description = model_description(predictor, config, call_cost_tokens)
 
     @asynccontextmanager
@@ -260,8 +292,10 @@ def build_app(config: ServeConfig, predictor: Predictor | None = None) -> FastAP
         batcher.start()
         yield
         await batcher.close()  # uvicorn gets here after answering the requests in flight
+        logging.getLogger("uvicorn.error").info(answered_summary(metrics.registry))
 
     app = FastAPI(title="ernie-tiny", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_error_answers(app)  # inside the metrics middleware: its 415s and 500s are counted
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)

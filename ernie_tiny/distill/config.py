@@ -122,6 +122,7 @@ class DistillConfig(StrictConfig):
     teacher_cache_mb: int = 512  # hidden states/attention are cached only when they fit in this
     device: str | None = None  # None: cuda when available, else cpu
     resume: bool = False  # continue from out_dir/last.pt
+    overwrite: bool = False  # start over in an out_dir that holds a run (else refused)
 
     def __post_init__(self) -> None:
         self.stage = Stage(self.stage)
@@ -187,7 +188,8 @@ class GeneralDistillConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-4, save_every=200))  # no dev evaluation
     max_len: int = 128
     device: str | None = None
-    resume: bool = False
+    resume: bool = False  # continue from out_dir/last.pt
+    overwrite: bool = False  # start over in an out_dir that holds a run (else refused)
 
     def __post_init__(self) -> None:
         self.attention_loss = AttentionLossKind(self.attention_loss)

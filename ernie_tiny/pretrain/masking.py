@@ -28,8 +28,10 @@ All functions are pure given their ``numpy.random.Generator``; nothing imports t
 
     config = MaskingConfig(basic=0.2, phrase=0.4, entity=0.4)
     encoding = tokenizer.encode("江泽民在北京会见了客人")
-    words = [word_spans([("江", "nr"), ("泽民", "nr"), ("在", "p"), ("北京", "ns"), ...])]
-    units = encoding_units(encoding, words, UnitLevel.entity, config)
+    words = span_words(word_spans([("江", "nr"), ("泽民", "nr"), ("在", "p"), ("北京", "ns"), ...]))
+    positions = np.arange(1, len(encoding) - 1)                       # the text's tokens, [CLS]/[SEP] left out
+    starts = np.array([encoding.spans[i].start for i in positions])   # their first chars
+    units = text_token_units(positions, starts, words, UnitLevel.entity, config)
     masked = mask_tokens(encoding.input_ids, units, config, tokenizer.mask_id, replacement_ids, rng)
     masked.labels      # original ids at the chosen units' positions, -100 elsewhere
 """
@@ -38,14 +40,15 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import Enum
+from functools import lru_cache
 
 import numpy as np
 
+from ernie_tiny.config import StrictConfig
 from ernie_tiny.heads import IGNORE_INDEX
-from ernie_tiny.tokenization.encoding import Encoding
-from ernie_tiny.tokenization.wordseg import pos_words
+from ernie_tiny.pretrain.units import TextWords, char_units, tag_classes
 
 
 
@@ -53,6 +56,9 @@ class UnitLevel(str, Enum):
     basic = "basic"
     phrase = "phrase"
     entity = "entity"
+
+
+_LEVELS = tuple(UnitLevel)
 
 
 # The first two letters of a PKU (People's Daily) or jieba tag -> entity kind.
@@ -63,7 +69,7 @@ NOUN_MODIFIER_TAGS = ("a", "b")  # adjectives and distinguishing words inside a 
 
 
 @dataclass(frozen=True)
-class MaskingConfig:
+class MaskingConfig(StrictConfig):
     """How examples are masked; saved in the pretraining checkpoint's config."""
 
     mask_rate: float = 0.15  # share of a text's tokens that are predicted, chosen as whole units
@@ -87,18 +93,8 @@ class MaskingConfig:
         if self.max_phrase_words < 1:
             raise ValueError(f"max_phrase_words must be >= 1, got {self.max_phrase_words}")
 
-    def level_probabilities(self) -> dict[UnitLevel, float]:
-        return {level: getattr(self, level.value) for level in UnitLevel}
-
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "MaskingConfig":
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown MaskingConfig fields: {', '.join(unknown)}")
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -149,96 +145,62 @@ def word_spans(words: Sequence[tuple[str, str]], offset: int = 0) -> list[WordSp
     return spans
 
 
-def jieba_words(text: str, hmm: bool = True) -> list[tuple[str, str]]:
-    """``jieba.posseg`` words and tags of ``text`` (their concatenation is ``text``)."""
-    return pos_words(text, hmm)
-
-
 def entity_kind(tag: str) -> str | None:
     """``person``/``place``/``organisation``/``other`` for an entity tag, None for any other tag."""
     return ENTITY_KINDS.get(tag.lower()[:2])
 
 
-def _is_nominal(tag: str) -> bool:
-    return tag.lower().startswith(NOMINAL_TAGS)
-
-
-def _in_noun_phrase(tag: str) -> bool:
-    return _is_nominal(tag) or tag.lower() in NOUN_MODIFIER_TAGS
-
-
-def entity_units(words: Sequence[WordSpan]) -> list[TextUnit]:
-    """Named entities, one unit each; consecutive person words (surname + given name) merge up to 4 chars."""
-    units: list[TextUnit] = []
-    i = 0
-    while i < len(words):
-        kind = entity_kind(words[i].tag)
-        if kind is None:
-            i += 1
-            continue
-        j = i + 1
-        if kind == "person":
-            while (j < len(words) and entity_kind(words[j].tag) == "person"
-                   and words[j].end - words[i].start <= MAX_PERSON_CHARS):
-                j += 1
-        units.append(TextUnit(words[i].start, words[j - 1].end, priority=True))
-        i = j
-    return units
-
-
-def phrase_units(words: Sequence[WordSpan], max_phrase_words: int) -> list[TextUnit]:
-    """Every word as a unit, except that noun phrases and numeral + measure word become one unit."""
-    units: list[TextUnit] = []
-    i = 0
-    while i < len(words):
-        j = i
-        while j < len(words) and _in_noun_phrase(words[j].tag):
-            j += 1
-        while j > i and not _is_nominal(words[j - 1].tag):  # a noun phrase ends in its head noun
-            j -= 1
-        if j - i < 2 and i + 1 < len(words) and words[i].tag.lower() == "m" and words[i + 1].tag.lower() == "q":
-            j = i + 2  # 一/m 年/q
-        if j - i < 2:
-            units.append(TextUnit(words[i].start, words[i].end))
-            i += 1
-            continue
-        for begin in range(i, j, max_phrase_words):
-            chunk = words[begin:min(begin + max_phrase_words, j)]
-            units.append(TextUnit(chunk[0].start, chunk[-1].end))
-        i = j
-    return units
-
-
-def text_units(level: UnitLevel, words: Sequence[WordSpan], max_phrase_words: int) -> list[TextUnit]:
-    """The character units of one text at ``level``, sorted and non-overlapping.
-
-    basic: none (every token becomes its own unit in :func:`token_units`); phrase: words and
-    phrases; entity: entities (priority) plus the phrase units of the words between them.
-    """
-    if level is UnitLevel.basic:
-        return []
-    if level is UnitLevel.phrase:
-        return phrase_units(words, max_phrase_words)
-    entities = entity_units(words)
-    units = list(entities)
-    starts = {unit.start for unit in entities}
-    ends = {unit.end for unit in entities}
-    between: list[WordSpan] = []
-    inside = False
-    for word in words:
-        if word.start in starts:
-            inside = True
-        if not inside:
-            between.append(word)
-        elif word.end in ends:
-            inside = False
-            units.extend(phrase_units(between, max_phrase_words))
-            between = []
-    units.extend(phrase_units(between, max_phrase_words))
-    return sorted(units, key=lambda unit: unit.start)
+def span_words(words: Sequence[WordSpan]) -> TextWords:
+    """Word spans as the arrays the unit rules run on."""
+    return TextWords(np.array([w.start for w in words], dtype=np.int64), np.array([w.end for w in words], dtype=np.int64),
+                     tag_classes(w.tag for w in words))
 
 
 # ---- tokens -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UnitArrays:
+    """Units of one example as arrays, token positions ``[starts[u], ends[u])``: what masking works on."""
+
+    starts: np.ndarray  # (U,) int64
+    ends: np.ndarray  # (U,) int64
+    priority: np.ndarray  # (U,) bool: chosen before the others (entities)
+
+    @classmethod
+    def of(cls, units: Sequence[MaskUnit]) -> "UnitArrays":
+        return cls(np.array([u.start for u in units], dtype=np.int64), np.array([u.end for u in units], dtype=np.int64),
+                   np.array([u.priority for u in units], dtype=bool))
+
+    @classmethod
+    def concat(cls, parts: Sequence["UnitArrays"]) -> "UnitArrays":
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("starts", "ends", "priority")))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def units(self) -> list[MaskUnit]:
+        return [MaskUnit(s, e, p) for s, e, p in zip(self.starts.tolist(), self.ends.tolist(), self.priority.tolist())]
+
+
+def token_unit_arrays(positions: np.ndarray, token_starts: np.ndarray, unit_starts: np.ndarray,
+                      unit_ends: np.ndarray, unit_priority: np.ndarray) -> UnitArrays:
+    """:func:`token_units` on arrays: (T,) consecutive positions and first chars, (V,) sorted character units."""
+    if len(positions) == 0:
+        return UnitArrays(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
+    owner = np.searchsorted(unit_starts, token_starts, side="right") - 1  # (T,) the unit starting at or before
+    inside = token_starts < np.append(unit_ends, -1)[owner]  # owner -1 (no unit starts before) reads the -1
+    owner = np.where(inside, owner, -1)
+    # a token opens a new group unless it continues its predecessor's unit
+    opens = np.ones(len(positions), dtype=bool)
+    opens[1:] = (owner[1:] < 0) | (owner[1:] != owner[:-1])
+    first = np.flatnonzero(opens)  # (U,) token index of each group's first token
+    starts = positions[first]
+    ends = np.append(positions[first[1:]], positions[-1] + 1)
+    group_owner = owner[first]
+    priority = (group_owner >= 0) & unit_priority[np.maximum(group_owner, 0)] if len(unit_priority) \
+        else np.zeros(len(first), dtype=bool)
+    return UnitArrays(starts.astype(np.int64), ends.astype(np.int64), priority)
+
 
 def token_units(positions: Sequence[int], token_starts: Sequence[int], units: Sequence[TextUnit]) -> list[MaskUnit]:
     """Group one text's tokens into units: a token belongs to the unit holding its first character.
@@ -248,39 +210,22 @@ def token_units(positions: Sequence[int], token_starts: Sequence[int], units: Se
     no unit (or every token, with no units) is a unit of its own; empty units are dropped, so
     truncation leaves the part of a unit that survived it.
     """
-    unit_starts = [unit.start for unit in units]
-    grouped: list[MaskUnit] = []
-    current: int | None = None  # index into units of the open group
-    group_start = 0
-    for k, (position, char) in enumerate(zip(positions, token_starts)):
-        u = bisect.bisect_right(unit_starts, char) - 1
-        owner = u if u >= 0 and char < units[u].end else None
-        if k > 0 and owner is not None and owner == current:
-            continue
-        if k > 0:
-            grouped.append(MaskUnit(group_start, position, current is not None and units[current].priority))
-        current, group_start = owner, position
-    if positions:
-        grouped.append(MaskUnit(group_start, positions[-1] + 1, current is not None and units[current].priority))
-    return grouped
+    return token_unit_arrays(np.asarray(positions, dtype=np.int64), np.asarray(token_starts, dtype=np.int64),
+                             np.array([u.start for u in units], dtype=np.int64),
+                             np.array([u.end for u in units], dtype=np.int64),
+                             np.array([u.priority for u in units], dtype=bool)).units()
 
 
-def encoding_units(encoding: Encoding, words_per_text: Sequence[Sequence[WordSpan] | None], level: UnitLevel,
-                   config: MaskingConfig) -> list[MaskUnit]:
-    """The units of every text of ``encoding`` (text_index 0 and, for a pair, 1) at ``level``.
-
-    ``words_per_text[t]`` are the words of text ``t`` in the characters its spans use; they may
-    be None at the basic level. Special tokens belong to no unit.
-    """
-    units: list[MaskUnit] = []
-    for text_index, words in enumerate(words_per_text):
-        positions = [i for i, span in enumerate(encoding.spans) if span.text_index == text_index]
-        starts = [encoding.spans[i].start for i in positions]
-        if level is not UnitLevel.basic and words is None:
-            raise ValueError(f"the {level.value} level needs the words of text {text_index}")
-        char_units = text_units(level, words or (), config.max_phrase_words)
-        units.extend(token_units(positions, starts, char_units))
-    return units
+def text_token_units(positions: np.ndarray, token_starts: np.ndarray, words: TextWords | None, level: UnitLevel,
+                     config: MaskingConfig) -> UnitArrays:
+    """The units of one text's tokens (positions and first chars, (T,) each) at ``level``."""
+    if level is UnitLevel.basic:  # every token is a unit
+        return UnitArrays(positions, positions + 1, np.zeros(len(positions), dtype=bool))
+    if words is None:
+        raise ValueError(f"the {level.value} level needs the words of the text")
+    starts, ends, priority = char_units(words.starts, words.ends, words.classes, level is UnitLevel.entity,
+                                        config.max_phrase_words, MAX_PERSON_CHARS)
+    return token_unit_arrays(positions, token_starts, starts, ends, priority)
 
 
 def seg_label_units(seg_labels: Sequence[int], level: UnitLevel) -> list[MaskUnit]:
@@ -305,11 +250,41 @@ def seg_label_units(seg_labels: Sequence[int], level: UnitLevel) -> list[MaskUni
 
 # ---- choosing and replacing ---------------------------------------------------------------------
 
+@lru_cache(maxsize=64)
+def _level_cdf(config: MaskingConfig) -> tuple[float, ...]:
+    """The unit mix's cumulative distribution, normalised as ``Generator.choice(p=...)`` normalises it."""
+    probabilities = np.array([getattr(config, level.value) for level in UnitLevel], dtype=np.float64)
+    cdf = (probabilities / probabilities.sum()).cumsum()
+    return tuple((cdf / cdf[-1]).tolist())
+
+
 def choose_level(config: MaskingConfig, rng: np.random.Generator) -> UnitLevel:
-    """One level drawn from the unit mix."""
-    levels = list(UnitLevel)
-    probabilities = np.array([getattr(config, level.value) for level in levels], dtype=np.float64)
-    return levels[int(rng.choice(len(levels), p=probabilities / probabilities.sum()))]
+    """One level drawn from the unit mix: the draw of ``rng.choice(3, p=mix)`` (one ``random()``), without its overhead."""
+    return _LEVELS[bisect.bisect_right(_level_cdf(config), rng.random())]
+
+
+def select_unit_arrays(units: UnitArrays, mask_rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the chosen units in position order (see :func:`select_units`; the same draws)."""
+    lengths = units.ends - units.starts
+    budget = int(np.floor(mask_rate * int(lengths.sum()) + rng.random()))
+    order = rng.permutation(len(units))
+    ranked = np.concatenate([order[units.priority[order]], order[~units.priority[order]]]) \
+        if units.priority.any() else order
+    if budget <= 0:
+        return np.zeros(0, dtype=np.int64)
+    ranked_lengths = lengths[ranked]
+    if (ranked_lengths == 1).all():  # single-token units (the basic level): the first `budget` of them
+        chosen = ranked[:budget]
+    else:  # greedy: take a unit while it fits, skip one that would overshoot
+        picked, covered = [], 0
+        for unit, length in zip(ranked.tolist(), ranked_lengths.tolist()):
+            if covered + length <= budget:
+                picked.append(unit)
+                covered += length
+                if covered >= budget:
+                    break
+        chosen = np.array(picked, dtype=np.int64)
+    return chosen[np.argsort(units.starts[chosen], kind="stable")]
 
 
 def select_units(units: Sequence[MaskUnit], mask_rate: float, rng: np.random.Generator) -> list[MaskUnit]:
@@ -318,26 +293,18 @@ def select_units(units: Sequence[MaskUnit], mask_rate: float, rng: np.random.Gen
     Units are shuffled (priority ones ahead of the rest) and taken greedily while they fit the
     budget; a unit that would overshoot is skipped, so the chosen tokens never exceed it.
     """
-    n_tokens = sum(len(unit) for unit in units)
-    budget = int(np.floor(mask_rate * n_tokens + rng.random()))
-    order = rng.permutation(len(units))
-    ranked = [units[i] for i in order if units[i].priority] + [units[i] for i in order if not units[i].priority]
-    chosen, covered = [], 0
-    for unit in ranked:
-        if covered >= budget:
-            break
-        if covered + len(unit) <= budget:
-            chosen.append(unit)
-            covered += len(unit)
-    return sorted(chosen, key=lambda unit: unit.start)
+    return [units[i] for i in select_unit_arrays(UnitArrays.of(units), mask_rate, rng).tolist()]
 
 
-def replace_tokens(input_ids: Sequence[int], chosen: Sequence[MaskUnit], config: MaskingConfig, mask_id: int,
-                   replacement_ids: np.ndarray, rng: np.random.Generator) -> MaskedTokens:
+def replace_tokens(input_ids: Sequence[int], chosen: Sequence[MaskUnit] | UnitArrays, config: MaskingConfig,
+                   mask_id: int, replacement_ids: np.ndarray, rng: np.random.Generator) -> MaskedTokens:
     """80% [MASK] / 10% random token / 10% kept, per chosen token; labels at chosen positions only."""
-    ids = np.asarray(input_ids, dtype=np.int64).copy()
+    chosen = chosen if isinstance(chosen, UnitArrays) else UnitArrays.of(chosen)
+    ids = np.array(input_ids, dtype=np.int64)
     labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
-    positions = np.array([p for unit in chosen for p in range(unit.start, unit.end)], dtype=np.int64)
+    lengths = chosen.ends - chosen.starts
+    # every position of every chosen unit, in order: unit start + 0, 1, ... length - 1
+    positions = np.repeat(chosen.starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
     if len(positions):
         labels[positions] = ids[positions]
         draw = rng.random(len(positions))
@@ -346,13 +313,15 @@ def replace_tokens(input_ids: Sequence[int], chosen: Sequence[MaskUnit], config:
         ids[positions[to_mask]] = mask_id
         if to_random.any():
             ids[positions[to_random]] = replacement_ids[rng.integers(0, len(replacement_ids), int(to_random.sum()))]
-    return MaskedTokens(ids.tolist(), labels.tolist(), tuple(chosen))
+    return MaskedTokens(ids.tolist(), labels.tolist(), tuple(chosen.units()))
 
 
-def mask_tokens(input_ids: Sequence[int], units: Sequence[MaskUnit], config: MaskingConfig, mask_id: int,
-                replacement_ids: np.ndarray, rng: np.random.Generator) -> MaskedTokens:
+def mask_tokens(input_ids: Sequence[int], units: Sequence[MaskUnit] | UnitArrays, config: MaskingConfig,
+                mask_id: int, replacement_ids: np.ndarray, rng: np.random.Generator) -> MaskedTokens:
     """:func:`select_units` then :func:`replace_tokens`: one example's masked ids and labels."""
     if len(replacement_ids) == 0:
         raise ValueError("replacement_ids is empty: the vocabulary has no non-special token to draw")
-    chosen = select_units(units, config.mask_rate, rng)
-    return replace_tokens(input_ids, chosen, config, mask_id, replacement_ids, rng)
+    units = units if isinstance(units, UnitArrays) else UnitArrays.of(units)
+    chosen = select_unit_arrays(units, config.mask_rate, rng)
+    picked = UnitArrays(units.starts[chosen], units.ends[chosen], units.priority[chosen])
+    return replace_tokens(input_ids, picked, config, mask_id, replacement_ids, rng)

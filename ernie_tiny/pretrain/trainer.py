@@ -38,18 +38,20 @@ from torch import nn
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.convert.detect import load_checkpoint
 from ernie_tiny.io_utils import atomic_dir
+from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.heads import HeadKind
 from ernie_tiny.model import PRESETS, ErnieConfig, ErnieForMaskedLM, ErnieForPretraining, encoder_of
 from ernie_tiny.pretrain.batches import PretrainBatch, PretrainDataConfig, PretrainingData
 from ernie_tiny.pretrain.corpus import DocumentLayout, open_corpus
 from ernie_tiny.pretrain.embedded import EmbeddedCorpus
 from ernie_tiny.pretrain.masking import IGNORE_INDEX, MaskingConfig
+from ernie_tiny.pretrain.wordcache import CachedWords, corpus_words, needs_words
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.tokenization.load import load_tokenizer
 from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, barrier, run_in_process_group
 from ernie_tiny.training.logging import MetricsLog, format_losses, write_run_summary
-from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, open_run, train
-from ernie_tiny.training.precision import Amp
+from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, start_run, train
 from ernie_tiny.training.schedule import OptimConfig, set_seed
 from ernie_tiny.training.state import StrictConfig, plain
 
@@ -59,6 +61,7 @@ VOCAB_TEXTS = 200_000  # sentences read to build a char vocabulary when no token
 SENTENCE_DISTANCE_CLASSES = 3  # adjacent / same document / other document
 # Config fields a resumed run may change: they do not alter the trained weights.
 RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "eval_batch_size", "data_workers",
+                               "word_cache", "word_cache_dir",  # the masks are the same with and without it
                                "optim.eval_every",
                                "optim.save_every", "optim.log_every"})
 
@@ -87,6 +90,8 @@ class PretrainConfig(StrictConfig):
     eval_examples: int = 512  # masked dev examples scored at every evaluation
     eval_batch_size: int = 64
     data_workers: int = 1  # processes masking the next steps' examples while this one trains (jieba is slow)
+    word_cache: bool = True  # segment the corpus once up front (data_workers processes) and cache it; False: per example
+    word_cache_dir: str | None = None  # the word cache's folder; None: $ERNIE_TINY_CACHE/words or ~/.cache/ernie-tiny/words
     device: str | None = None  # None: cuda when available, else cpu
     resume: bool = False
     overwrite: bool = False
@@ -219,19 +224,35 @@ class MaskedLMEvaluator:
 
 # ---- the run -------------------------------------------------------------------------------------
 
+def cached_words(corpus, config: PretrainConfig, ctx: DistributedContext,
+                 progress: Callable[[int, int], None] | None) -> CachedWords | None:
+    """The corpus's word cache (segmented once by the main process, with progress); None: words per example."""
+    if not (config.word_cache and needs_words(corpus, config.masking)):
+        return None
+    words = None
+    if ctx.is_main:
+        words = corpus_words(corpus, config.masking.jieba_hmm, config.word_cache_dir, max(1, config.data_workers),
+                             progress)
+    barrier(ctx)  # the other ranks read what the main one wrote
+    return words if words is not None else corpus_words(corpus, config.masking.jieba_hmm, config.word_cache_dir)
+
+
 def pretrain(config: PretrainConfig, console: Console | None = None,
-             after_step: Callable[[int], None] | None = None) -> PretrainResult:
-    """Pretrain on the loop (one process, or every process under torchrun); returns the best dev result."""
+             after_step: Callable[[int], None] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> PretrainResult:
+    """Pretrain on the loop (one process, or every process under torchrun); returns the best dev result.
+
+    ``progress(done, total)`` follows the one-time segmentation of the corpus's sentences (word cache).
+    """
     return run_in_process_group(config.device, console,
-                                lambda ctx, console: pretrain_in_context(config, ctx, console, after_step))
+                                lambda ctx, console: pretrain_in_context(config, ctx, console, after_step, progress))
 
 
 def pretrain_in_context(config: PretrainConfig, ctx: DistributedContext, console: Console,
-                        after_step: Callable[[int], None] | None) -> PretrainResult:
-    out_dir = Path(config.out_dir)
-    state_path = out_dir / LAST_STATE
-    resume = open_run(out_dir, config, config.resume, config.overwrite, RESUMABLE_CHANGES)
-    amp = Amp.resolve(config.optim.precision, ctx.device)  # refuse an impossible precision before any work
+                        after_step: Callable[[int], None] | None,
+                        progress: Callable[[int, int], None] | None = None) -> PretrainResult:
+    start = start_run(config, ctx, RESUMABLE_CHANGES)
+    out_dir, resume, amp = start.out_dir, start.resume, start.amp
     started = time.perf_counter()
     corpus = read_corpus(config.corpus, config.layout, out_dir / "corpus-cache")
     saved_tokenizer = out_dir / TOKENIZER_DIR
@@ -245,16 +266,26 @@ def pretrain_in_context(config: PretrainConfig, ctx: DistributedContext, console
     if ctx.is_main and resume is None:
         with atomic_dir(saved_tokenizer) as tmp:
             tokenizer.save(str(tmp))
-    data = PretrainingData(corpus, tokenizer, config.data_config(seed=config.optim.seed))
+    words = cached_words(corpus, config, ctx, progress)
+    data = PretrainingData(corpus, tokenizer, config.data_config(seed=config.optim.seed), words)
     dev_corpus = read_corpus(config.dev_corpus, config.layout, out_dir / "corpus-cache") if config.dev_corpus \
         else corpus
     dev_data = PretrainingData(dev_corpus, tokenizer, replace(config.data_config(seed=config.optim.seed + 1),
-                                                              batch_size=config.eval_batch_size))
+                                                              batch_size=config.eval_batch_size),
+                               words if dev_corpus is corpus else cached_words(dev_corpus, config, ctx, None))
     evaluator = MaskedLMEvaluator(dev_data, config.eval_examples, config.eval_batch_size, ctx)
     console.print(f"model: {source}; tokenizer: {tokenizer.kind}, {tokenizer.vocab_size} tokens")
     console.print(f"corpus: {len(corpus)} documents from {', '.join(config.corpus) or 'the embedded corpus'}; "
                   f"objectives {', '.join(o.value for o in config.objectives)}; masking {plain(config.masking)}; "
                   f"{ctx.world_size} process(es) on {ctx.device}, {amp.name}")
+
+    def flops_of(batch: PretrainBatch) -> int:
+        """Training FLOPs (3 forwards): the encoder over every position, the masked-LM head over the masked ones."""
+        rows, length = batch.input_ids.shape
+        h, vocab = encoder_of(model).config.hidden_size, encoder_of(model).config.vocab_size
+        masked = int((batch.mlm_labels != IGNORE_INDEX).sum())  # a CPU tensor: no device sync
+        return 3 * (pass_flops(encoder_of(model).config, HeadKind.encoder, 0, [(rows, length)])
+                    + 2 * masked * (h * h + h * vocab))
 
     def loss_fn(module: nn.Module, batch: PretrainBatch) -> StepLoss:
         out = module(**batch.model_inputs())
@@ -269,20 +300,20 @@ def pretrain_in_context(config: PretrainConfig, ctx: DistributedContext, console
         name="pretrain", model=model, steps=config.max_steps,
         # Step s on rank r reads samples (s * W + r) * B + j of a seeded stream: resumable, disjoint across ranks.
         items_for_step=lambda step: data.examples_for_step(step, ctx.rank, ctx.world_size),
-        collate=data.collate, data_workers=config.data_workers,
+        collate=data.collate, data_workers=config.data_workers, flops_of=flops_of,
         loss_fn=loss_fn, term_names=terms, evaluate=evaluator, main_metric="mlm_accuracy", save_best=save_best)
     metrics = MetricsLog(out_dir, resume_step=resume.step if resume else None) if ctx.is_main else None
     if resume is not None:
-        console.print(f"resumed from {state_path} at step {resume.step}")
+        console.print(f"resumed from {out_dir / LAST_STATE} at step {resume.step}")
     state = train(spec, config.optim, RunContext(ctx, out_dir, config, console, metrics, after_step=after_step),
                   resume)
     barrier(ctx)
     dev = state.best.dev  # the best step's dev metrics, measured on these examples when it was saved
-    result = PretrainResult(out_dir, out_dir / BEST_DIR, config.max_steps, state.best.step, dev, state.train_seconds)
+    result = PretrainResult(out_dir, out_dir / BEST_DIR, state.step, state.best.step, dev, state.train_seconds)
     if ctx.is_main:
         metrics.write_csv()
         write_run_summary(out_dir, {
-            "steps": config.max_steps, "best_step": state.best.step, "dev": dev, "source": source,
+            "steps": state.step, "best_step": state.best.step, "dev": dev, "source": source,
             "documents": len(corpus), "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size},
             "precision": amp.name, "world_size": ctx.world_size, "train_seconds": round(state.train_seconds, 1),
             "wall_seconds": round(time.perf_counter() - started, 1), "config": plain(config)})

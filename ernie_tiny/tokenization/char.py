@@ -30,9 +30,11 @@ from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
-from ernie_tiny.tokenization.encoding import (CLS, MASK, PAD, SEP, UNK, VOCAB_SPECIALS, Encoding, SpecialTokenIds,
-                                 join_with_specials, truncate_longest_first)
+from ernie_tiny.tokenization.encoding import (CLS, MASK, PAD, SEP, UNK, VOCAB_SPECIALS, Columns, Encoding,
+                                              SpecialTokenIds, encoding_from_columns, join_with_specials,
+                                              truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
+from ernie_tiny.tokenization.char_fast import PLAIN_TEXT, PlainCharTokens, rust_char_tokens
 from ernie_tiny.tokenization.vocab_files import TOKENIZER_CONFIG, VOCAB_FILE, index_vocab, read_vocab_lines
 
 MAX_CHARS_PER_WORD = 100  # BERT's max_input_chars_per_word: longer words become one [UNK]
@@ -100,7 +102,8 @@ class CharTokenizer(SpecialTokenIds):
 
     kind = "char"
 
-    def __init__(self, vocab: dict[str, int], do_lower_case: bool = True):
+    def __init__(self, vocab: dict[str, int], do_lower_case: bool = True, reference: bool = False):
+        """``reference``: tokenize in Python only (the reference the Rust hot path is held to)."""
         missing = [t for t in (PAD, CLS, SEP, MASK, UNK) if t not in vocab]
         if missing:
             raise ValueError(f"vocabulary lacks the special tokens {', '.join(missing)}")
@@ -114,13 +117,17 @@ class CharTokenizer(SpecialTokenIds):
             self.id_to_token_list[index] = token
         # WordPiece of one piece depends only on its text: cache it (review text repeats a lot).
         self._wordpiece = lru_cache(maxsize=1 << 16)(self._wordpiece_uncached)
+        self.reference = reference
+        # hot paths (see char_fast): a regex over plain text, else Rust where installed and equal, else Python
+        self._plain = None if reference else PlainCharTokens(self.vocab, do_lower_case, self._wordpiece)
+        self._rust = None if reference else rust_char_tokens(self.vocab, do_lower_case)
 
     def __getstate__(self) -> dict:
         # The per-instance cache cannot be pickled (DataLoader workers, multiprocessing): rebuild it.
-        return {"vocab": self.vocab, "do_lower_case": self.do_lower_case}
+        return {"vocab": self.vocab, "do_lower_case": self.do_lower_case, "reference": self.reference}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["vocab"], state["do_lower_case"])
+        self.__init__(state["vocab"], state["do_lower_case"], state.get("reference", False))
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -232,6 +239,15 @@ class CharTokenizer(SpecialTokenIds):
         n_special = 2 if text_b is None else 3
         if max_len < n_special:
             raise ValueError(f"max_len {max_len} leaves no room for the {n_special} special tokens")
+        if self._plain is not None:
+            return self.encode_batch([(text_a, text_b)], max_len)[0]
+        return self.encode_reference(text_a, text_b, max_len)
+
+    def encode_reference(self, text_a: str, text_b: str | None = None, max_len: int = 128) -> Encoding:
+        """:meth:`encode` in Python: BERT's algorithm step by step (the reference of the Rust path)."""
+        n_special = 2 if text_b is None else 3
+        if max_len < n_special:
+            raise ValueError(f"max_len {max_len} leaves no room for the {n_special} special tokens")
         parts = [self.tokenize_with_spans(text_a)]
         if text_b is not None:
             parts.append(self.tokenize_with_spans(text_b))
@@ -244,9 +260,39 @@ class CharTokenizer(SpecialTokenIds):
                         spans=spans, unk_mask=[t == UNK for t in tokens], truncated=truncated)
 
     def encode_batch(self, pairs: list[tuple[str, str | None]] | list[str], max_len: int = 128) -> list[Encoding]:
-        """:meth:`encode` each ``(text_a, text_b)`` pair (a bare string is ``(text, None)``)."""
-        return [self.encode(p, None, max_len) if isinstance(p, str) else self.encode(p[0], p[1], max_len)
-                for p in pairs]
+        """:meth:`encode` each ``(text_a, text_b)`` pair (a bare string is ``(text, None)``), on the hot paths
+        of ``char_fast`` where they give the same tokens, else in Python."""
+        pairs = [(p, None) if isinstance(p, str) else (p[0], p[1]) for p in pairs]
+        if self._plain is None:
+            return [self.encode_reference(a, b, max_len) for a, b in pairs]
+        for text_a, text_b in pairs:
+            if not isinstance(text_a, str) or not (text_b is None or isinstance(text_b, str)):
+                raise TypeError(f"expected text strings, got {type(text_a).__name__} / {type(text_b).__name__}")
+            if max_len < (2 if text_b is None else 3):
+                raise ValueError(f"max_len {max_len} leaves no room for the {2 if text_b is None else 3} "
+                                 f"special tokens")
+        texts = [t for a, b in pairs for t in ((a,) if b is None else (a, b))]
+        columns = iter(self._columns(texts))
+        cls_id, sep_id, unk_id, tokens = self.cls_id, self.sep_id, self.unk_id, self.id_to_token_list
+        return [encoding_from_columns(next(columns), None if b is None else next(columns), max_len, cls_id, sep_id,
+                                      unk_id, tokens) for _, b in pairs]
+
+    def _columns(self, texts: list[str]) -> list[Columns]:
+        plain = [PLAIN_TEXT.fullmatch(text) is not None for text in texts]
+        rest = [text for text, is_plain in zip(texts, plain) if not is_plain]
+        found = iter(self._rust.columns(rest) if self._rust is not None and rest else [None] * len(rest))
+        out = []
+        for text, is_plain in zip(texts, plain):
+            if is_plain:
+                out.append(self._plain.columns(text))
+            else:
+                columns = next(found)
+                out.append(columns if columns is not None else self._python_columns(text))
+        return out
+
+    def _python_columns(self, text: str) -> Columns:
+        tokens = self.tokenize_with_spans(text)
+        return ([self.token_to_id(t) for t, _, _ in tokens], [s for _, s, _ in tokens], [e for _, _, e in tokens])
 
 
 def basic_pieces(text: str, do_lower_case: bool) -> list[Piece]:

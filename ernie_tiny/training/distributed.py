@@ -114,11 +114,6 @@ def wrap_ddp(module: nn.Module, ctx: DistributedContext) -> nn.Module:
     return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or the module itself)."""
-    return module.module if isinstance(module, DistributedDataParallel) else module
-
-
 def all_reduce_sum(values: list[float], ctx: DistributedContext) -> list[float]:
     """Sum each scalar over processes (eval counts, example counts)."""
     if not ctx.is_distributed or not values:

@@ -26,6 +26,11 @@ class SplitEvaluator:
         self.task, self.examples, self.max_len, self.batch_size, self.ctx = task, examples, max_len, batch_size, ctx
         self._encoded: dict[tuple[int, str], EncodedSplit] = {}
 
+    def add_encoded(self, tokenizer: Tokenizer, encoded: dict[str, EncodedSplit]) -> None:
+        """Reuse splits the caller already encoded with ``tokenizer`` (and this ``max_len``)."""
+        for split, encoded_split in encoded.items():
+            self._encoded[(id(tokenizer), split)] = encoded_split
+
     def encoded(self, tokenizer: Tokenizer, split: str) -> EncodedSplit:
         key = (id(tokenizer), split)
         if key not in self._encoded:

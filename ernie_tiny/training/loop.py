@@ -17,10 +17,17 @@ Resuming: ``last.pt`` holds weights, AdamW moments, the fp16 scaler, every RNG, 
 window and the best-dev record, and the data order is a function of the step, so a
 resumed run takes exactly the steps the uninterrupted one would have.
 
-Cost: the loop adds no host-device synchronisation beyond one finiteness check per step;
-loss terms stay tensors until a log line, and the progress bar is redrawn at most
-``PROGRESS_HZ`` times a second (``benchmarks/loop_overhead.py`` measures the overhead
-against a bare forward/backward/step loop on the same batches).
+Cost: the loop never makes the host wait for the GPU within a step. Loss terms are summed on
+the device and read at log lines; the NaN/inf guard records the first bad step on the
+device and is read at log lines, evaluations and saves (:mod:`ernie_tiny.training.guard`
+says what that costs); the progress bar is redrawn at most ``PROGRESS_HZ`` times a second
+with the last log line's losses. On CUDA the optimizer is fused AdamW and the batches come
+from DataLoader workers through pinned memory (:mod:`ernie_tiny.training.feed`);
+``optim.compile`` compiles the training forward. Each log line says the examples/s, the
+share of the time spent waiting for batches (``data_wait``) and, when the trainer can count
+them, the achieved TFLOP/s. ``benchmarks/loop_overhead.py`` measures the overhead against
+a bare forward/backward/step loop on the same batches, ``benchmarks/train_speed.py`` the
+speed of each trainer.
 """
 
 from __future__ import annotations
@@ -37,15 +44,21 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from ernie_tiny.training.budget import StepBudget
 from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, wrap_ddp
+from ernie_tiny.training.feed import StepBatches, split_micro_batches, to_device
+from ernie_tiny.training.guard import FiniteGuard
 from ernie_tiny.training.logging import MetricsLog, format_losses, make_progress
 from ernie_tiny.training.precision import Amp
 from ernie_tiny.training.schedule import OptimConfig, build_optimizer, get_lr, set_seed
-from ernie_tiny.training.state import (TrainingDivergedError, TrainingState, apply_training_state, plain,
-                                       read_training_state, save_training_state)
+from ernie_tiny.training.state import (TrainingState, apply_training_state, plain, read_training_state,
+                                       save_training_state)
 
 LAST_STATE = "last.pt"
 PROGRESS_HZ = 4  # progress bar redraws per second
+DEFAULT_CUDA_WORKERS = 2  # batch-building processes on CUDA when the trainer does not choose
+ALWAYS_RESUMABLE = frozenset({"optim.compile"})  # fields any resumed run may change: same weights either way
+__all__ = ["split_micro_batches", "to_device"]  # re-exported: the loop's feed lives in training/feed.py
 
 
 @dataclass
@@ -75,11 +88,12 @@ class LoopState:
     train_seconds: float = 0.0  # summed over resumed segments
     window_sums: dict[str, float] = field(default_factory=dict)  # loss sums since the last log line
     window_counts: dict[str, int] = field(default_factory=dict)
+    planned_steps: int | None = None  # the step count a time budget fixed (budget.py); None: spec.steps
 
     @classmethod
     def from_dict(cls, values: dict) -> "LoopState":
         return cls(values["step"], BestRecord(**values["best"]), values["train_seconds"],
-                   dict(values["window_sums"]), dict(values["window_counts"]))
+                   dict(values["window_sums"]), dict(values["window_counts"]), values.get("planned_steps"))
 
 
 @dataclass
@@ -96,8 +110,9 @@ class TrainSpec:
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None  # unwrapped model -> dev metrics; every rank
     main_metric: str | None = None  # the dev metric that picks the best checkpoint
     save_best: Callable[[nn.Module, int, dict[str, float]], None] | None = None  # rank 0: model, global step, dev
-    data_workers: int = 0  # processes that build the next steps' batches while this one trains (0: inline)
-    before_step: Callable[[int], None] | None = None  # called with the 0-based step before its forward (schedules)
+    data_workers: int | None = None  # processes building the next steps' batches (0: inline; None: 2 on CUDA, else 0)
+    before_step: Callable[[int, int], None] | None = None  # (0-based step, the run's steps) before its forward
+    flops_of: Callable[[Any], int] | None = None  # training FLOPs of one collated micro-batch, from its shapes
 
 
 @dataclass
@@ -112,6 +127,7 @@ class RunContext:
     step_offset: int = 0  # global step of this loop's step 0 (later distillation stages)
     extra: dict = field(default_factory=dict)  # the trainer's own resumable fields (e.g. the stage)
     after_step: Callable[[int], None] | None = None  # called with the global step (tests crash runs from it)
+    clock: Callable[[], float] = time.perf_counter  # seconds (tests give a fake one to time-budget runs)
 
 
 class LossModule(nn.Module):
@@ -131,62 +147,16 @@ class LossModule(nn.Module):
         return self.loss_fn(self.model, batch)
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """``batch`` on ``device``: anything with ``.to`` (tensors, batch dataclasses), tuples and lists of them."""
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(to_device(part, device) for part in batch)
-    return batch
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Step ``s`` -> its collated micro-batches ``[(examples, batch), ...]`` and the step's example count.
-
-    A pure function of ``s`` (the trainer's data order), so it can run ahead in
-    ``torch.utils.data.DataLoader`` workers: batches arrive in step order and are the same
-    ones the inline path builds.
-    """
-
-    def __init__(self, spec: "TrainSpec", grad_accum: int):
-        self.spec, self.grad_accum = spec, grad_accum
-
-    def __len__(self) -> int:
-        return self.spec.steps
-
-    def __getitem__(self, step: int) -> tuple[list[tuple[int, Any]], int]:
-        items = self.spec.items_for_step(step)
-        return [(len(micro), self.spec.collate(micro)) for micro in split_micro_batches(items, self.grad_accum)], \
-            len(items)
-
-    def iterate(self, start: int, workers: int):
-        """The steps from ``start`` on, built inline (``workers == 0``) or by worker processes."""
-        if workers == 0:
-            return (self[step] for step in range(start, len(self)))
-        loader = torch.utils.data.DataLoader(self, batch_size=None, sampler=range(start, len(self)),
-                                             num_workers=workers, collate_fn=keep_as_is, prefetch_factor=4,
-                                             # its own generator: seeding the workers must not draw from the
-                                             # global one, or the dropout masks would differ from the inline path
-                                             generator=torch.Generator().manual_seed(0))
-        return iter(loader)
-
-
-def keep_as_is(sample: Any) -> Any:
-    """The DataLoader's per-sample collate: the step's batches are already collated."""
-    return sample
-
-
-def split_micro_batches(items: Sequence, parts: int) -> list[Sequence]:
-    """``items`` cut into ``parts`` consecutive, nearly equal slices (empty slices dropped)."""
-    size = -(-len(items) // parts)
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: TrainingState | None = None) -> LoopState:
-    """Run ``spec.steps`` optimizer steps of ``spec`` (from ``resume``'s step when given); return the final state."""
+    """Run ``spec.steps`` optimizer steps of ``spec`` (from ``resume``'s step when given); return the final state.
+
+    With ``optim.max_minutes`` the run's length is fixed after its first steps (see
+    :mod:`ernie_tiny.training.budget`) and saved, so a resumed run ends where the plan said.
+    """
     ctx, console = run.ctx, run.console
     model = spec.model.to(ctx.device)
-    optimizer = build_optimizer(model, optim.lr, optim.weight_decay)
+    on_cuda = ctx.device.type == "cuda"
+    optimizer = build_optimizer(model, optim.lr, optim.weight_decay, fused=on_cuda)
     amp = Amp.resolve(optim.precision, ctx.device)
     scaler = amp.scaler()
     state = LoopState()
@@ -197,79 +167,117 @@ def train(spec: TrainSpec, optim: OptimConfig, run: RunContext, resume: Training
             scaler.load_state_dict(resume.extra["scaler"])
     else:
         set_seed(optim.seed)  # dropout masks follow from the seed, as they do after a resume
-    wrapped = wrap_ddp(LossModule(model, spec.loss_fn), ctx)
+    forward = LossModule(model, spec.loss_fn)
+    if optim.compile:
+        forward = torch.compile(forward)  # the parameters stay model's: checkpoints keep their plain names
+    wrapped = wrap_ddp(forward, ctx)
     names = ["loss"] + [f"loss_{name}" for name in spec.term_names]
-    warmup = optim.warmup_steps(spec.steps)
-    window_examples, window_start = 0, time.perf_counter()
-    segment_start, last_redraw = time.perf_counter(), 0.0
+    clock = run.clock if not on_cuda else lambda: (torch.cuda.synchronize(ctx.device), run.clock())[1]
+    budget = StepBudget(spec.steps, optim.max_minutes, state.planned_steps, clock)
+    guard = FiniteGuard(ctx.device)
+    window = Window(run.clock())
+    segment_start, last_redraw = run.clock(), 0.0
     model.train()
-    step_batches = StepBatches(spec, optim.grad_accum)
+    workers = spec.data_workers if spec.data_workers is not None else (DEFAULT_CUDA_WORKERS if on_cuda else 0)
+    feed = StepBatches(spec.items_for_step, spec.collate, spec.steps, optim.grad_accum).iterate(
+        state.step, workers, pin=on_cuda)
+    shown_losses = ""
     with make_progress(console, disable=not ctx.is_main) as progress:
-        bar = progress.add_task(spec.name, total=spec.steps, completed=state.step, speed="", losses="")
-        for step, (micro_batches, examples) in zip(range(state.step, spec.steps),
-                                                   step_batches.iterate(state.step, spec.data_workers)):
-            lr = get_lr(step, spec.steps, optim.lr, warmup)
+        bar = progress.add_task(spec.name, total=budget.steps, completed=state.step, speed="", losses="")
+        step = state.step
+        while step < budget.steps:
+            steps = budget.steps
+            waited = run.clock()
+            item = next(feed)
+            window.data_wait += run.clock() - waited
+            lr = get_lr(step, steps, optim.lr, optim.warmup_steps(steps))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if spec.before_step is not None:
-                spec.before_step(step)
+                spec.before_step(step, steps)  # steps: the planned count once a time budget fixed it
             step_terms: dict[str, torch.Tensor] = {}
             optimizer.zero_grad(set_to_none=True)  # before, not after: the model may arrive with gradients
-            for index, (size, batch) in enumerate(micro_batches):
-                last = index == len(micro_batches) - 1
+            for index, (size, batch) in enumerate(item.micro_batches):
+                last = index == len(item.micro_batches) - 1
+                if spec.flops_of is not None:
+                    window.flops += spec.flops_of(batch)  # from the shapes on the host: no sync
                 # DDP all-reduces gradients on the last micro-batch only.
                 sync = nullcontext() if last or not ctx.is_distributed else wrapped.no_sync()
                 with sync:
                     with amp.autocast():
                         loss = wrapped(to_device(batch, ctx.device))
-                    share = size / examples  # each micro-batch's mean loss, weighted by its examples
+                    share = size / item.examples  # each micro-batch's mean loss, weighted by its examples
                     scaler.scale(loss.total if share == 1 else loss.total * share).backward()
                 for name, value in (("loss", loss.total.detach()), *((f"loss_{k}", v) for k, v in loss.terms.items())):
                     step_terms[name] = value if share == 1 else step_terms.get(name, 0.0) + value * share
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip or math.inf)
-            total = step_terms["loss"]
             # With fp16 an inf gradient is the scaler's business (it skips the step); a NaN loss never is.
-            if not bool(torch.isfinite(total if scaler.is_enabled() else total + grad_norm)):
-                raise TrainingDivergedError(f"{spec.name} step {step + 1}: loss {float(total)}, gradient norm "
-                                            f"{float(grad_norm)} at lr {lr:.2e}; lower --lr or check the data")
+            guard.watch(step, lr, step_terms["loss"], grad_norm, loss_only=scaler.is_enabled())
             scaler.step(optimizer)
             scaler.update()
             done = step + 1
             state.step = done
-            for name, value in step_terms.items():
+            for name, value in step_terms.items():  # device tensors: summed there, read at the log line
                 state.window_sums[name] = state.window_sums.get(name, 0.0) + value
                 state.window_counts[name] = state.window_counts.get(name, 0) + 1
-            window_examples += examples * ctx.world_size
+            window.examples += item.examples * ctx.world_size
+            if budget.after_step(done, lambda: state.train_seconds + run.clock() - segment_start,
+                                 agree=lambda seconds: all_reduce_sum([seconds], ctx)[0] / ctx.world_size):
+                state.planned_steps = budget.planned
+                progress.update(bar, total=budget.planned)
+                if ctx.is_main:
+                    console.print(f"{spec.name}: {optim.max_minutes:g} min budget -> {budget.planned} steps")
+            steps = budget.steps
             global_step = run.step_offset + done
-            log_now = done % optim.log_every == 0 or done == spec.steps
-            now = time.perf_counter()
-            if log_now or now - last_redraw > 1 / PROGRESS_HZ:
-                speed = window_examples / max(now - window_start, 1e-9)
-                progress.update(bar, completed=done, speed=f"{speed:.0f} ex/s",
-                                losses=format_losses({k.removeprefix("loss_"): float(v) for k, v in step_terms.items()}))
-                last_redraw = now
+            log_now = done % optim.log_every == 0 or done == steps
+            evaluate_now = spec.evaluate is not None and (done % optim.eval_every == 0 or done == steps)
+            save_now = done % optim.save_every == 0 or done == steps
+            if log_now or evaluate_now or save_now:
+                guard.check(spec.name)  # nothing computed on non-finite weights is logged or kept
+            now = run.clock()
             if log_now:
                 means = window_means(state, names, ctx)
+                shown_losses = format_losses({k.removeprefix("loss_"): v for k, v in means.items()})
+                elapsed = max(now - window.start, 1e-9)
                 if run.metrics is not None:
+                    extra = {"tflops": window.flops / elapsed / 1e12} if spec.flops_of is not None else {}
                     run.metrics.log(global_step, "train", **log_fields(run), lr=lr, grad_norm=float(grad_norm),
-                                    examples_per_s=window_examples / max(now - window_start, 1e-9), **means)
+                                    examples_per_s=window.examples / elapsed, data_wait=window.data_wait / elapsed,
+                                    **extra, **means)
                 state.window_sums, state.window_counts = {}, {}
-                window_examples, window_start = 0, time.perf_counter()
-            if spec.evaluate is not None and (done % optim.eval_every == 0 or done == spec.steps):
+            if log_now or now - last_redraw > 1 / PROGRESS_HZ:  # losses of the last log line: no sync here
+                progress.update(bar, completed=done, losses=shown_losses,
+                                speed=f"{window.examples / max(now - window.start, 1e-9):.0f} ex/s")
+                last_redraw = now
+            if log_now:
+                window = Window(run.clock())
+            if evaluate_now:
                 evaluate_and_keep_best(spec, model, global_step, state, run)
                 model.train()
-            if done % optim.save_every == 0 or done == spec.steps:
-                state.train_seconds += time.perf_counter() - segment_start
-                segment_start = time.perf_counter()
+            if save_now:
+                state.train_seconds += run.clock() - segment_start
+                segment_start = run.clock()
                 if ctx.is_main:
                     save_training_state(run.out_dir / LAST_STATE, model, optimizer, done, config=run.config,
                                         extra={**run.extra, "loop": plain(state), "scaler": scaler.state_dict()})
             if run.after_step is not None:
                 run.after_step(global_step)
-        progress.update(bar, completed=spec.steps)
-    state.train_seconds += time.perf_counter() - segment_start
+            step = done
+        progress.update(bar, completed=budget.steps)
+    del feed  # stops the loader's workers
+    state.train_seconds += run.clock() - segment_start
     return state
+
+
+@dataclass
+class Window:
+    """What the loop counts between two log lines (host values only)."""
+
+    start: float  # clock at the window's start
+    examples: int = 0  # over every process
+    flops: int = 0  # this process's training FLOPs (spec.flops_of), for the TFLOP/s column
+    data_wait: float = 0.0  # seconds spent waiting for the next step's batches
 
 
 def log_fields(run: RunContext) -> dict:
@@ -304,6 +312,27 @@ def evaluate_and_keep_best(spec: TrainSpec, model: nn.Module, global_step: int, 
         state.best = BestRecord(metric, global_step, dev)
         if run.ctx.is_main and spec.save_best is not None:
             spec.save_best(model, global_step, dev)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What every trainer knows before its first expensive step."""
+
+    out_dir: Path
+    resume: TrainingState | None  # the saved state to continue from; None for a new run
+    amp: Amp  # the precision this device runs (an impossible one is refused here)
+
+
+def start_run(config: Any, ctx: DistributedContext, resumable_changes: frozenset[str]) -> RunStart:
+    """Open ``config.out_dir`` for a trainer (``config`` has ``out_dir``, ``resume``, ``overwrite``, ``optim``).
+
+    Every trainer starts here, before any expensive set-up: a run in a folder that holds one is
+    refused unless resumed or overwritten, a resumed run must have the same settings, and the
+    precision must be possible on this device.
+    """
+    out_dir = Path(config.out_dir)
+    resume = open_run(out_dir, config, config.resume, config.overwrite, resumable_changes)
+    return RunStart(out_dir, resume, Amp.resolve(config.optim.precision, ctx.device))
 
 
 def open_run(out_dir: Path, config: object, resume: bool, overwrite: bool,
@@ -344,7 +373,7 @@ def check_resumable(saved: dict, current: dict, allowed: frozenset[str], path: P
 
     ``allowed`` names the fields a resumed run may change (``optim.log_every`` for nested ones).
     """
-    changed = changed_fields(saved, current, allowed)
+    changed = changed_fields(saved, current, allowed | ALWAYS_RESUMABLE)
     if changed:
         raise ValueError(f"{path}: cannot resume: the run was started with different {', '.join(changed)} "
                          "(use the same options, or a new --out)")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ernie_tiny.config import StrictConfig, strict_config  # noqa: F401 (re-exported: configs import them from here)
 from ernie_tiny.io_utils import atomic_open
 
 STATE_FORMAT = 1
@@ -60,23 +61,6 @@ def plain(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
-
-
-def strict_config(cls: type, values: dict):
-    """``cls(**values)``, refusing unknown keys by name (a config read back from a checkpoint or a file)."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
-    return cls(**values)
-
-
-class StrictConfig:
-    """Mixin of the typed configs: ``from_dict`` reads a saved config strictly (see :func:`strict_config`)."""
-
-    @classmethod
-    def from_dict(cls, values: dict):
-        return strict_config(cls, values)
 
 
 @dataclass
@@ -127,10 +111,3 @@ def apply_training_state(state: TrainingState, model: nn.Module, optimizer: torc
     except (RuntimeError, ValueError, KeyError) as err:
         raise ValueError(f"{path}: unusable training state: {err}") from err
     restore_rng_state(state.rng)
-
-
-def load_training_state(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState:
-    """Load a :func:`save_training_state` file into ``model`` and ``optimizer`` and restore every RNG."""
-    state = read_training_state(path)
-    apply_training_state(state, model, optimizer, path)
-    return state

@@ -78,12 +78,50 @@ def normalize_char(char: str, do_lower_case: bool = True, nfkc: bool = True) -> 
     return out
 
 
+class _OneCharTable(dict):
+    """``ord(char) -> normalised char`` for ``str.translate``, filled on first sight of a char.
+
+    A char whose normalised form is not exactly one char (dropped, or several chars) maps to
+    :data:`_NOT_ONE_CHAR`, which normalised text never holds (NUL is a control char: dropped).
+    """
+
+    def __init__(self, do_lower_case: bool, nfkc: bool):
+        super().__init__()
+        self.do_lower_case, self.nfkc = do_lower_case, nfkc
+
+    def __missing__(self, code: int) -> str:
+        out = normalize_char(chr(code), self.do_lower_case, self.nfkc)
+        value = self[code] = out if len(out) == 1 else _NOT_ONE_CHAR
+        return value
+
+
+_NOT_ONE_CHAR = "\x00"
+_ONE_CHAR_TABLES = {key: _OneCharTable(*key) for key in _CHAR_TABLES}
+
+
+def normalize_one_to_one(text: str, do_lower_case: bool = True, nfkc: bool = True) -> str | None:
+    """The normalised ``text`` when each source char became exactly one char (so ``origin`` is
+    ``0, 1, 2, ...``), else None. One ``str.translate`` in C: the common case of :func:`normalize_text`."""
+    out = text.translate(_ONE_CHAR_TABLES[do_lower_case, nfkc])
+    if _NOT_ONE_CHAR in out or (" " in out and (out[0] == " " or out[-1] == " " or "  " in out)):
+        return None  # a dropped or expanded char, or spaces to trim or collapse: the general loop
+    return out
+
+
 def normalize_text(text: str, do_lower_case: bool = True, nfkc: bool = True) -> NormalizedText:
     """Normalise ``text`` (see the module docstring) and keep the source index of every output char.
 
     ``nfkc=False`` only maps whitespace, drops control chars and lower-cases (the release's
     sentencepiece model normalises with NFKC itself, after segmentation).
     """
+    one_to_one = normalize_one_to_one(text, do_lower_case, nfkc)
+    if one_to_one is not None:
+        return NormalizedText(one_to_one, tuple(range(len(one_to_one))))
+    return normalize_text_by_char(text, do_lower_case, nfkc)
+
+
+def normalize_text_by_char(text: str, do_lower_case: bool = True, nfkc: bool = True) -> NormalizedText:
+    """:func:`normalize_text` char by char: the general case, and the reference of the fast one."""
     table = _CHAR_TABLES[do_lower_case, nfkc]
     chars: list[str] = []
     origin: list[int] = []

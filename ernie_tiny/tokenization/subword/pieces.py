@@ -145,7 +145,8 @@ class PieceEncoder:
         if not missing:
             return
         if len(self._word_cache) + len(missing) > MAX_CACHED_WORDS:
-            self._word_cache.clear()
+            self._word_cache.clear()  # and every word of this call is needed now, not only the new ones
+            missing = list(words)
         for word, pieces in zip(missing, spm_offsets(self.processor, missing)):
             score = sum(self._unk_score if self.processor.is_unknown(i) else self._scores[i] for i, _, _ in pieces)
             self._word_cache[word] = (tuple(pieces), score)

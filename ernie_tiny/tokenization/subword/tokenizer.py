@@ -7,7 +7,11 @@
          -> [CLS] a [SEP] (b [SEP]), truncated longest-first
 
 Every token carries the ``[start, end)`` span of the ORIGINAL text it covers, so a student
-token can be aligned with the teacher's char tokens. Usage::
+token can be aligned with the teacher's char tokens.
+
+Words as a constraint (the default) run on a hot path (``fast_path.py``: jieba-rs words,
+translate-table normalisation, cached word pieces in vocab ids); ``reference=True`` runs the
+readable path below with Python jieba, which the parity tests hold the hot path to. Usage::
 
     tok = SubwordTokenizer.from_directory("runs/tokenizer")
     enc = tok.encode("酒店很干净", "房间不错", max_len=128)
@@ -27,13 +31,14 @@ from typing import Any
 
 import sentencepiece as spm
 
-from ernie_tiny.tokenization.encoding import (CLS, MASK, PAD, SEP, UNK, Encoding, SpecialTokenIds, join_with_specials,
-                                 truncate_longest_first)
+from ernie_tiny.tokenization.encoding import (CLS, MASK, PAD, SEP, UNK, Columns, Encoding, SpecialTokenIds,
+                                              encoding_from_columns, join_with_specials, truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ernie_tiny.tokenization.subword.files import (
     RELEASE_SPM_FILE, SPM_FILE, USER_DICT_FILE, WORDSEG_DICT_FILE, TokenizerFileError, find_release_file, load_spm,
     parse_wordseg_dict, read_spm, read_user_dict, read_vocab, read_wordseg_dict, vocab_text)
-from ernie_tiny.tokenization.subword.normalize import normalize_text
+from ernie_tiny.tokenization.subword.fast_path import ConstrainedTokens
+from ernie_tiny.tokenization.subword.normalize import normalize_text, normalize_text_by_char
 from ernie_tiny.tokenization.subword.pieces import PieceEncoder, PieceSpan, Segmentation, WordBoundary
 from ernie_tiny.tokenization.wordseg import JiebaSegmenter, MaxMatchSegmenter, WordSegmenter
 from ernie_tiny.tokenization.vocab_files import TOKENIZER_CONFIG, VOCAB_FILE
@@ -90,9 +95,12 @@ class SubwordTokenizer(SpecialTokenIds):
     def __init__(self, spm_model: bytes, vocab: list[str], config: SubwordConfig | None = None,
                  user_dict_text: str | None = None, wordseg_dict: bytes | None = None,
                  spm_source: str = SPM_FILE, wordseg_source: str = WORDSEG_DICT_FILE,
-                 processor: spm.SentencePieceProcessor | None = None, wordseg_words: frozenset[str] | None = None):
-        """``processor`` / ``wordseg_words``: ``spm_model`` / ``wordseg_dict`` already parsed by a file reader."""
+                 processor: spm.SentencePieceProcessor | None = None, wordseg_words: frozenset[str] | None = None,
+                 reference: bool = False):
+        """``processor`` / ``wordseg_words``: ``spm_model`` / ``wordseg_dict`` already parsed by a file reader.
+        ``reference``: the readable path with Python jieba (same output, slower; for parity checks)."""
         self.config = config or SubwordConfig()
+        self.reference = reference
         self.processor: spm.SentencePieceProcessor = processor or load_spm(spm_model, spm_source)
         self._spm_model = spm_model
         self.user_dict_text = user_dict_text
@@ -106,7 +114,7 @@ class SubwordTokenizer(SpecialTokenIds):
         self._id_to_token = list(vocab)
         segmenter: WordSegmenter | None = None
         if self.config.segmentation is Segmentation.JIEBA:
-            segmenter = JiebaSegmenter(user_dict_text)
+            segmenter = JiebaSegmenter(user_dict_text, reference=reference)
         elif self.config.segmentation is Segmentation.WORDSEG:
             if wordseg_dict is None:
                 raise TokenizerFileError(f"segmentation 'wordseg' needs a {WORDSEG_DICT_FILE} word list")
@@ -118,15 +126,19 @@ class SubwordTokenizer(SpecialTokenIds):
         unk = self.vocab[UNK]
         self._spm_to_vocab = [unk if self.processor.is_unknown(i) else self.vocab.get(self.processor.id_to_piece(i), unk)
                               for i in range(self.processor.get_piece_size())]
+        self._fast: ConstrainedTokens | None = None
+        if not reference and segmenter is not None and self.config.word_boundary is WordBoundary.CONSTRAINT:
+            self._fast = ConstrainedTokens(self.pieces, self._spm_to_vocab, self.config.do_lower_case, self.config.nfkc)
 
     # ---- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_directory(cls, directory: str | os.PathLike, wordseg_dict: str | os.PathLike | None = None
-                       ) -> "SubwordTokenizer":
+    def from_directory(cls, directory: str | os.PathLike, wordseg_dict: str | os.PathLike | None = None,
+                       reference: bool = False) -> "SubwordTokenizer":
         """Load a folder written by :meth:`save`, or an ERNIE-tiny release folder (see :meth:`from_release`).
 
-        ``wordseg_dict`` switches a folder to the release's dictionary segmentation.
+        ``wordseg_dict`` switches a folder to the release's dictionary segmentation; ``reference``
+        selects the readable path (see :class:`SubwordTokenizer`).
         """
         directory = Path(directory)
         if not directory.is_dir():
@@ -134,7 +146,7 @@ class SubwordTokenizer(SpecialTokenIds):
         config_path = directory / TOKENIZER_CONFIG
         if not config_path.is_file():
             if find_release_file(directory, RELEASE_SPM_FILE) is not None:
-                return cls.from_release(directory, wordseg_dict)
+                return cls.from_release(directory, wordseg_dict, reference=reference)
             raise TokenizerFileError(f"{directory}: no {TOKENIZER_CONFIG} (and no {RELEASE_SPM_FILE}): "
                                      f"not a subword tokenizer folder")
         try:
@@ -151,11 +163,11 @@ class SubwordTokenizer(SpecialTokenIds):
             config = replace(config, segmentation=Segmentation.WORDSEG)
         return cls(spm_model, vocab, config, user_dict_text=user_dict, wordseg_dict=wordseg_bytes,
                    spm_source=str(directory / SPM_FILE), wordseg_source=str(wordseg_path), processor=processor,
-                   wordseg_words=wordseg_words)
+                   wordseg_words=wordseg_words, reference=reference)
 
     @classmethod
-    def from_release(cls, directory: str | os.PathLike, wordseg_dict: str | os.PathLike | None = None
-                     ) -> "SubwordTokenizer":
+    def from_release(cls, directory: str | os.PathLike, wordseg_dict: str | os.PathLike | None = None,
+                     reference: bool = False) -> "SubwordTokenizer":
         """The official ERNIE-tiny files: ``vocab.txt``, ``[subword/]spm_cased_simp_sampled.model`` and
         ``[subword/]dict.wordseg.pickle`` (or ``wordseg_dict``): dictionary matching (window 5), words
         joined by spaces, sentencepiece, out-of-vocab pieces -> [UNK]."""
@@ -169,7 +181,7 @@ class SubwordTokenizer(SpecialTokenIds):
                                lower_after_segmentation=True, training={"corpus": ["ERNIE-tiny release files"]})
         return cls(spm_model, read_vocab(directory / VOCAB_FILE), config, wordseg_dict=wordseg_bytes,
                    spm_source=str(spm_path), wordseg_source=str(dict_path), processor=processor,
-                   wordseg_words=wordseg_words)
+                   wordseg_words=wordseg_words, reference=reference)
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``spm.model``, ``vocab.txt``, ``tokenizer_config.json`` and any dictionaries (each atomically)."""
@@ -196,8 +208,11 @@ class SubwordTokenizer(SpecialTokenIds):
 
     def tokenize_with_spans_batch(self, texts: list[str]) -> list[list[tuple[int, int, int]]]:
         """For each text, ``(vocab id, start, end)`` per token, spans in chars of the ORIGINAL text."""
+        if self._fast is not None:
+            return self._fast.encode(texts)
         lower = self.config.do_lower_case and not self.config.lower_after_segmentation  # else per word, later
-        normalized = [normalize_text(text, lower, self.config.nfkc) for text in texts]
+        normalize = normalize_text_by_char if self.reference else normalize_text
+        normalized = [normalize(text, lower, self.config.nfkc) for text in texts]
         out = []
         for text, norm, pieces in zip(texts, normalized, self.pieces.encode([n.text for n in normalized])):
             out.append(self._to_vocab_spans(pieces, norm.origin, len(text)))
@@ -233,12 +248,26 @@ class SubwordTokenizer(SpecialTokenIds):
             raise ValueError(f"max_len {max_len} leaves no room for the special tokens")
         texts = [t for a, b in pairs for t in ((a,) if b is None else (a, b))]
         with _no_gc_pauses():
-            tokenized = iter(self.tokenize_with_spans_batch(texts))
-            return [self._assemble(next(tokenized), None if b is None else next(tokenized), max_len)
-                    for _, b in pairs]
+            if self.reference:
+                tokenized = iter(self.tokenize_with_spans_batch(texts))
+                return [self._assemble_reference(next(tokenized), None if b is None else next(tokenized), max_len)
+                        for _, b in pairs]
+            columns = iter(self._columns_batch(texts))
+            return [self._assemble(next(columns), None if b is None else next(columns), max_len) for _, b in pairs]
 
-    def _assemble(self, tokens_a: list[tuple[int, int, int]], tokens_b: list[tuple[int, int, int]] | None,
-                  max_len: int) -> Encoding:
+    def _columns_batch(self, texts: list[str]) -> list[Columns]:
+        """``(vocab ids, starts, ends)`` of each text: the hot path's own layout, or the tokens transposed."""
+        if self._fast is not None:
+            return self._fast.encode_columns(texts)
+        return [tuple(map(list, zip(*tokens))) if tokens else ([], [], [])
+                for tokens in self.tokenize_with_spans_batch(texts)]
+
+    def _assemble(self, columns_a: Columns, columns_b: Columns | None, max_len: int) -> Encoding:
+        return encoding_from_columns(columns_a, columns_b, max_len, self.cls_id, self.sep_id, self.unk_id,
+                                     self._id_to_token)
+
+    def _assemble_reference(self, tokens_a: list[tuple[int, int, int]], tokens_b: list[tuple[int, int, int]] | None,
+                            max_len: int) -> Encoding:
         parts = [tokens_a] if tokens_b is None else [tokens_a, tokens_b]
         budget = max_len - len(parts) - 1
         truncated = sum(len(p) for p in parts) > budget

