@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ernie_tiny.data.tasks import get_task, load_split  # noqa: E402
+from ernie_tiny.tasks import get_task, load_split
 from ernie_tiny.deploy.torch_runner import RunnerConfig, TorchPrecision, TorchRunner, bucket_for  # noqa: E402
 from ernie_tiny.model import ErnieConfig, build_model  # noqa: E402
 from ernie_tiny.tokenization.char import CharTokenizer  # noqa: E402

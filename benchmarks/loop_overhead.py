@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ernie_tiny.data.tasks import load_split
+from ernie_tiny.tasks import load_split
 from ernie_tiny.distill.config import Stage
 from ernie_tiny.distill.data import build_items, collate_distill
 from ernie_tiny.distill.teacher import TeacherTargets

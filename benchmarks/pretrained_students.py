@@ -358,7 +358,7 @@ def target_retention(table_task: str) -> float:
 
 def is_ner(table_task: str) -> bool:
     """One tag per char: the student must read the teacher's chars, and chance is F1 0."""
-    from ernie_tiny.data.tasks import TaskKind, get_task
+    from ernie_tiny.tasks import TaskKind, get_task
 
     return get_task(TASKS[table_task][0]).kind is TaskKind.ner
 
@@ -368,7 +368,7 @@ def chance_dev(table_task: str, args: argparse.Namespace) -> float:
     for NER 0, since tagging every char O (its most common tag) finds no entity (entity F1 0)."""
     from collections import Counter
 
-    from ernie_tiny.data.tasks import load_splits
+    from ernie_tiny.tasks import load_splits
 
     if is_ner(table_task):
         return 0.0

@@ -47,7 +47,7 @@ BATCHING_MODES = (("batching", ("--max-batch", "32", "--max-wait-ms", "5")), ("n
 
 
 def dev_texts(data_root: Path) -> tuple[list[str], str]:
-    from ernie_tiny.data.tasks import load_split
+    from ernie_tiny.tasks import load_split
 
     folder = data_root / "chnsenticorp_htl"
     if (folder / "dev.tsv").is_file():
@@ -61,7 +61,7 @@ def export_random_student(out_dir: Path, preset: str, texts: list[str], checkpoi
     import torch
 
     from ernie_tiny.checkpoint import save_pretrained
-    from ernie_tiny.data.tasks import Example
+    from ernie_tiny.tasks import Example
     from ernie_tiny.deploy.export import ExportOptions, export_model
     from ernie_tiny.model import ErnieConfig, build_model
     from ernie_tiny.tokenization.char import CharTokenizer

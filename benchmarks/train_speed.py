@@ -13,7 +13,7 @@ fills); the rest are averaged, weighted by nothing: every window has the same nu
 
 Every trainer runs at batch 128 on the real preset (8 on micro) unless ``--batch-size`` says otherwise.
 
-TFLOP/s counts what :mod:`ernie_tiny.bench.flops` counts (the matmuls; a backward is two
+TFLOP/s counts what :mod:`ernie_tiny.flops` counts (the matmuls; a backward is two
 forwards), per process. ``data wait`` is the share of the loop's time spent blocked on the next
 step's batches: the loop never waits for the GPU between log lines, so while it waits for data
 the GPU drains its queue and then idles (``GPU busy`` = 1 - data wait is an upper bound).
@@ -84,7 +84,7 @@ def window_means(run_dir: Path, skip: int) -> dict[str, float]:
 
 def padding_table(max_len: int, batch_sizes: tuple[int, ...] = (32, 128)) -> str:
     """Share of padded positions in a reviews epoch, shuffled vs length-bucketed batches (no model runs)."""
-    from ernie_tiny.data.tasks import encode_examples, load_split
+    from ernie_tiny.tasks import encode_examples, load_split
     from ernie_tiny.tokenization.char import CharTokenizer
     from ernie_tiny.training.data_order import batch_for_step, bucketed_batch_for_step
 
@@ -145,7 +145,7 @@ def main() -> None:
     labels = {"finetune": f"teacher finetune {preset.teacher}",
               "distill": f"distill {preset.teacher} -> {preset.student}",
               "pretrain": f"pretrain {preset.pretrain_model}, {preset.workers} data workers"}
-    rows = []
+    rows, results = [], []
     for name in wanted:
         if dirs[name].exists():
             shutil.rmtree(dirs[name])
@@ -153,6 +153,8 @@ def main() -> None:
         wall = run_command(commands[name])
         means = window_means(dirs[name], args.skip_windows)
         rows.append((labels[name], means, wall))
+        results.append({"trainer": labels[name], "kind": name, "wall_s": round(wall, 1),
+                        **{key: means[key] for key in ("examples_per_s", "tflops", "data_wait", "windows")}})
     table = ["| trainer | examples/s | TFLOP/s | data wait | GPU busy (<=) | windows | wall s |",
              "|---|---|---|---|---|---|---|"]
     for label, means, wall in rows:
@@ -162,6 +164,9 @@ def main() -> None:
             f"len {preset.max_len}, {steps} steps per trainer, "
             f"first {args.skip_windows} log windows left out\n\n" + "\n".join(table) + "\n")
     atomic_write_text(args.out / "train_speed.md", text)
+    atomic_write_text(args.out / "train_speed.json", json.dumps(
+        {"preset": args.preset, "device": args.device, "steps": steps, "skip_windows": args.skip_windows,
+         "rows": results}, indent=1) + "\n")
     print(text)
 
 

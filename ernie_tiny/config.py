@@ -28,3 +28,19 @@ class StrictConfig:
     @classmethod
     def from_dict(cls, values: dict):
         return strict_config(cls, values)
+
+
+def check_run_start(config: object) -> None:
+    """A trainer config's ``resume`` and ``overwrite`` exclude each other (both say what to do with ``out_dir``)."""
+    if getattr(config, "resume", False) and getattr(config, "overwrite", False):
+        raise ValueError("--resume and --overwrite exclude each other")
+
+
+def check_model_start(config: object, presets: dict) -> None:
+    """A trainer that builds its model: :func:`check_run_start`, and exactly one of a known ``preset`` or ``init``."""
+    check_run_start(config)
+    preset, init = getattr(config, "preset"), getattr(config, "init")
+    if (preset is None) == (init is None):
+        raise ValueError("give exactly one of --preset (random init) and --init (a checkpoint)")
+    if preset is not None and preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {', '.join(presets)}")

@@ -34,21 +34,21 @@ from torch import nn
 
 from ernie_tiny.checkpoint import LoadedCheckpoint, load_pretrained, save_pretrained
 from ernie_tiny.convert.detect import load_checkpoint
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import (EncodedSplit, Example, TaskSpec, data_name, encode_examples, get_task,
-                                   load_splits)
+from ernie_tiny.tasks.batches import collate
+from ernie_tiny.tasks import EncodedSplit, Example, TaskSpec, data_name, encode_examples, get_task, load_splits
 from ernie_tiny.io_utils import atomic_dir
 from ernie_tiny.model import PRESETS, ErnieConfig, build_model, encoder_of
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.tokenization.load import load_tokenizer
-from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.flops import pass_flops
 from ernie_tiny.training.data_order import BatchOrder, batch_for_step, bucketed_batch_for_step
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group
-from ernie_tiny.training.evaluation import SplitEvaluator
+from ernie_tiny.tasks.evaluation import SplitEvaluator
 from ernie_tiny.training.logging import MetricsLog, format_losses, write_run_summary
 from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, start_run, train
 from ernie_tiny.training.schedule import OptimConfig, set_seed
+from ernie_tiny.config import check_model_start
 from ernie_tiny.training.state import StrictConfig, plain
 
 BEST_DIR = "best"
@@ -69,7 +69,7 @@ def default_lr(from_checkpoint: bool) -> float:
 
 @dataclass
 class FinetuneConfig(StrictConfig):
-    task: str  # a name in ernie_tiny.data.tasks.TASKS
+    task: str  # a name in ernie_tiny.tasks.TASKS
     out_dir: str
     preset: str | None = None  # random-init teacher of this ErnieConfig preset (vocab from the train texts)
     init: str | None = None  # or: start from this checkpoint
@@ -91,12 +91,7 @@ class FinetuneConfig(StrictConfig):
         if isinstance(self.optim, dict):
             self.optim = OptimConfig.from_dict(self.optim)
         self.batch_order = BatchOrder(self.batch_order)
-        if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite exclude each other")
-        if (self.preset is None) == (self.init is None):
-            raise ValueError("give exactly one of --preset (random init) and --init (a checkpoint)")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(PRESETS)}")
+        check_model_start(self, PRESETS)
         task = get_task(self.task)
         if self.data_dir is None and not task.embedded:
             raise ValueError(f"task {task.name} needs --data-dir (a folder with train.tsv, dev.tsv, test.tsv)")

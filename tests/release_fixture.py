@@ -25,7 +25,7 @@ import sentencepiece as spm
 
 from ernie_tiny.convert.paddle import paddle_key_table
 from paddle_format import write_lod_tensor
-from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.data.embedded_text import embedded_corpus_texts
 from ernie_tiny.model import ErnieConfig, HeadKind, build_model
 
 # hidden 64 / 4 heads / 3 layers: ERNIE-tiny's 3 layers at a CPU size; Latin words to show case handling

@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 from ernie_tiny.bench.benchmark import BenchConfig, BenchError, resolve_per_task, run_benchmark
 from ernie_tiny.bench.environment import spinning_warning
 from ernie_tiny.bench.latency import Variant, time_variants
-from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.flops import pass_flops
 from ernie_tiny.bench.report import bar_figure, markdown_table, write_report
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.commands.bench import bench as bench_command
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.tokenization.encoding import Encoding, TokenSpan
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.data.tasks import get_task
+from ernie_tiny.tasks import get_task
 from ernie_tiny.tokenization.char import CharTokenizer
 
 REVIEWS = [(1, "房间很干净，服务也很周到，下次还会再来"), (0, "隔音太差了，晚上根本睡不着"), (1, "位置方便，离地铁站很近"),

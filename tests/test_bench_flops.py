@@ -7,7 +7,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ernie_tiny.bench.flops import forward_macs, pass_flops
+from ernie_tiny.flops import forward_macs, pass_flops
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.model import ErnieConfig, build_model
 

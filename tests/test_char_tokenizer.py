@@ -116,7 +116,7 @@ def test_special_ids_and_lookups(tokenizer):
     assert tokenizer.vocab_size == len(VOCAB)
     assert tokenizer.token_to_id("酒") == VOCAB["酒"] and tokenizer.token_to_id("nope") == 4
     assert tokenizer.id_to_token(VOCAB["店"]) == "店"
-    assert tokenizer.convert_ids_to_tokens([1, 2]) == ["[CLS]", "[SEP]"]
+    assert [tokenizer.id_to_token(i) for i in [1, 2]] == ["[CLS]", "[SEP]"]
 
 
 def test_pickles_for_worker_processes(tokenizer):
@@ -154,13 +154,13 @@ def test_vocab_file_formats(tmp_path):
 
 def test_from_texts_order_and_limits():
     tok = CharTokenizer.from_texts(["酒店 酒", "Hotel hot", "店"], min_freq=1)
-    assert tok.convert_ids_to_tokens(range(5)) == SPECIALS
+    assert [tok.id_to_token(i) for i in range(5)] == SPECIALS
     # by count desc, then by string: 酒/店/h x2, ##o/##t x2, ##e/##l x1
-    assert tok.convert_ids_to_tokens(range(5, tok.vocab_size)) == ["##o", "##t", "h", "店", "酒", "##e", "##l"]
+    assert [tok.id_to_token(i) for i in range(5, tok.vocab_size)] == ["##o", "##t", "h", "店", "酒", "##e", "##l"]
     assert tok.tokenize("hotel") == ["h", "##o", "##t", "##e", "##l"]
     assert CharTokenizer.from_texts(["酒店 酒", "Hotel hot"], min_freq=2).vocab_size == 5 + 4
     capped = CharTokenizer.from_texts(["酒店 酒", "Hotel hot"], max_size=7)
-    assert capped.convert_ids_to_tokens([5, 6]) == ["##o", "##t"]
+    assert [capped.id_to_token(i) for i in [5, 6]] == ["##o", "##t"]
 
 
 def test_save_and_reload(tmp_path, tokenizer):

@@ -241,7 +241,7 @@ def kit(tmp_path_factory, tokenizer_dir):
     """Small inputs of every kind the commands read: a checkpoint, an export, a tokenizer, task data, texts."""
     import pickle
 
-    from ernie_tiny.data.tasks import Example
+    from ernie_tiny.tasks import Example
     from ernie_tiny.deploy.export import ExportOptions, export_checkpoint
     from ernie_tiny.tokenization.load import load_tokenizer
     from test_export import REVIEWS, make_checkpoint

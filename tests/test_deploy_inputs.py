@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ernie_tiny.cli import app
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.tasks import Example
 from ernie_tiny.deploy.export import ExportOptions, export_checkpoint
 from ernie_tiny.deploy.onnx_session import Precision
 from ernie_tiny.deploy.predict import Predictor

@@ -24,8 +24,8 @@ from ernie_tiny.augment.ner import NER_AUGMENT_DEFAULTS, apply_ner_plan, augment
 from ernie_tiny.augment.strategies import AugmentConfig, augment_examples
 from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.cli import app
-from ernie_tiny.data.metrics import bio_entities
-from ernie_tiny.data.tasks import MSRA_TAGS, load_split
+from ernie_tiny.tasks.metrics import bio_entities
+from ernie_tiny.tasks import MSRA_TAGS, load_split
 from ernie_tiny.distill.align import align_token_logits, build_alignment, collate_alignments
 from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig
 from ernie_tiny.distill.data import NO_LABEL, build_items, collate_distill
@@ -270,7 +270,7 @@ def test_bench_averages_ner_f1_and_dbqa_mrr(tmp_path):
     from ernie_tiny.bench.benchmark import BenchConfig, run_benchmark
     from ernie_tiny.bench.report import markdown_table
     from ernie_tiny.checkpoint import save_pretrained
-    from ernie_tiny.data.tasks import get_task
+    from ernie_tiny.tasks import get_task
     from ernie_tiny.model import ErnieConfig, build_model
 
     ner_dir, dbqa_dir = tmp_path / "msra_ner", tmp_path / "dbqa"

@@ -32,7 +32,7 @@ from ernie_tiny.distill.losses import DistillLossWeights
 from ernie_tiny.distill.task import distill
 from ernie_tiny.model import ErnieConfig, HeadKind
 from ernie_tiny.tokenization.subword import train_subword_tokenizer
-from ernie_tiny.data.tasks import load_split
+from ernie_tiny.tasks import load_split
 from ernie_tiny.finetune import FinetuneConfig, finetune
 from ernie_tiny.tokenization.load import load_tokenizer
 from ernie_tiny.training.logging import read_metrics

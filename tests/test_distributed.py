@@ -23,7 +23,7 @@ from ernie_tiny.training.distributed import (DistributedContext, all_gather_obje
                                              resolve_device, wrap_ddp)
 from ernie_tiny.training.loop import LoopState, window_means
 from ernie_tiny.tokenization.subword import train_subword_tokenizer
-from ernie_tiny.data.tasks import load_split
+from ernie_tiny.tasks import load_split
 from ernie_tiny.finetune import FinetuneConfig, finetune
 from ernie_tiny.training.logging import read_metrics
 from ernie_tiny.training.schedule import OptimConfig

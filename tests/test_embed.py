@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from ernie_tiny.commands.embed import embed as embed_command
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.tasks import Example
 from ernie_tiny.deploy.embed import (EmbeddingLayer, EmbeddingsUnavailableError, check_embedding_outputs,
                                      embedding_of, read_lines)
 from ernie_tiny.deploy.export import ExportOptions, export_checkpoint

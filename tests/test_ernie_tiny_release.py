@@ -14,8 +14,8 @@ from ernie_tiny.checkpoint import CheckpointError, load_pretrained, save_pretrai
 from ernie_tiny.commands.distill import distill as distill_command
 from ernie_tiny.commands.teacher import teacher_app
 from ernie_tiny.convert.detect import CheckpointFormat, detect_format, load_checkpoint
-from ernie_tiny.data.corpus import embedded_corpus_texts
-from ernie_tiny.data.tasks import get_task, load_split
+from ernie_tiny.data.embedded_text import embedded_corpus_texts
+from ernie_tiny.tasks import get_task, load_split
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.model import ErnieConfig, build_model
 from ernie_tiny.tokenization.char import CharTokenizer

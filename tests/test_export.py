@@ -18,7 +18,7 @@ from ernie_tiny.deploy.onnx_session import Precision, make_session, run_session
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.export import export as export_command
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.data.tasks import Example, get_task
+from ernie_tiny.tasks import Example, get_task
 from ernie_tiny.tokenization.char import CharTokenizer
 
 REVIEWS = [
@@ -224,7 +224,7 @@ def test_cli_errors_are_one_line_without_traceback(workspace, checkpoint):
 
 
 def test_parity_falls_back_to_the_embedded_reviews(workspace, checkpoint, monkeypatch):
-    import ernie_tiny.data.tasks as tasks
+    import ernie_tiny.tasks.readers as tasks
 
     reviews = tuple(Example(text, None, label, source="<embedded reviews dev>") for label, text in REVIEWS[:4])
     monkeypatch.setattr(tasks, "reviews_splits", lambda: {"dev": reviews})

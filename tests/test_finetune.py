@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.finetune import finetune as finetune_command
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import get_task
+from ernie_tiny.tasks.batches import collate
+from ernie_tiny.tasks import get_task
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.finetune import FinetuneConfig, finetune, prepare, with_new_vocab, with_task_head
 from ernie_tiny.training.inference import predict

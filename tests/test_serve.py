@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from ernie_tiny.commands.serve import serve as serve_command
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.tasks import Example
 from ernie_tiny.deploy.batcher import BatchItem, DynamicBatcher, length_groups
 from ernie_tiny.deploy.embed import EmbeddingLayer, embedding_of
 from ernie_tiny.deploy.export import ExportOptions, export_checkpoint

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.tasks import Example
 from ernie_tiny.deploy.export import ExportOptions, export_checkpoint
 from test_export import REVIEWS, make_checkpoint
 from test_serve import start_server

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ernie_tiny.commands.segment import segment_app
-from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.data.embedded_text import embedded_corpus_texts
 from ernie_tiny.tokenization.subword import SubwordTokenizer
 
 runner = CliRunner()

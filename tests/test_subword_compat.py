@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from release_fixture import write_release_pieces, wssp_cut, wssp_pieces
 
 from ernie_tiny.commands.segment import segment_app
-from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.data.embedded_text import embedded_corpus_texts
 from ernie_tiny.tokenization.encoding import UNK
 from ernie_tiny.tokenization.subword import SubwordTokenizer, TokenizerFileError
 from ernie_tiny.tokenization.subword.pieces import piece_text

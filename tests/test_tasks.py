@@ -11,12 +11,12 @@ import torch
 
 from ernie_tiny.tokenization.encoding import Encoding, TokenSpan
 from ernie_tiny.heads import HeadKind
-from ernie_tiny.data.metrics import bio_entities, entity_f1, mean_reciprocal_rank
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import (IGNORE_INDEX, SPLITS, TASKS, DataError, EncodedExample, EncodedSplit, Example,
-                              TaskKind, align_tags_to_tokens, char_tags_from_tokens, encode_examples, evaluate,
-                              get_task, load_split, predictions_from_outputs, read_task_file,
-                              reviews_splits)
+from ernie_tiny.tasks.metrics import bio_entities, entity_f1, mean_reciprocal_rank
+from ernie_tiny.tasks.batches import collate
+from ernie_tiny.heads import IGNORE_INDEX
+from ernie_tiny.tasks import (SPLITS, TASKS, DataError, EncodedExample, EncodedSplit, Example, TaskKind,
+                              align_tags_to_tokens, char_tags_from_tokens, encode_examples, evaluate, get_task,
+                              load_split, predictions_from_outputs, read_task_file, reviews_splits)
 from ernie_tiny.tokenization.char import CharTokenizer
 
 DATA = Path(os.environ.get("ERNIE_TINY_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -229,7 +229,7 @@ def test_collate_pads_each_batch_to_its_own_longest():
 
 
 def test_limits_cut_train_and_evaluation_separately():
-    from ernie_tiny.data.tasks import data_name, load_splits
+    from ernie_tiny.tasks import data_name, load_splits
 
     whole = load_splits("reviews", None)
     train_only = load_splits("reviews", None, train_limit=10)
@@ -242,7 +242,7 @@ def test_limits_cut_train_and_evaluation_separately():
 
 def test_the_evaluator_reuses_splits_encoded_before(monkeypatch):
     """finetune encodes dev/test once (prepare) and hands them to the evaluator, which must not encode again."""
-    from ernie_tiny.training import evaluation
+    from ernie_tiny.tasks import evaluation
     from ernie_tiny.training.distributed import DistributedContext
 
     task = get_task("reviews")

@@ -352,7 +352,7 @@ def test_convert_bad_source_is_one_line_error(tmp_path, paddle_dir):
 # ---- teacher finetune --init CKPT --vocab-from-train ------------------------------------------------
 
 def test_vocab_from_train_keeps_pretrained_rows_of_shared_tokens_and_says_how_many(tmp_path):
-    from ernie_tiny.data.tasks import get_task, load_split
+    from ernie_tiny.tasks import get_task, load_split
     from ernie_tiny.finetune import FinetuneConfig, build_teacher
 
     task = get_task("reviews")
@@ -381,7 +381,7 @@ def test_vocab_from_train_keeps_pretrained_rows_of_shared_tokens_and_says_how_ma
 
 
 def test_vocab_from_train_without_a_checkpoint_vocab_says_every_row_is_new(tmp_path):
-    from ernie_tiny.data.tasks import get_task, load_split
+    from ernie_tiny.tasks import get_task, load_split
     from ernie_tiny.finetune import FinetuneConfig, build_teacher
 
     task = get_task("reviews")

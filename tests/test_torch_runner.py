@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ernie_tiny.checkpoint import save_pretrained
-from ernie_tiny.data.tasks import MSRA_TAGS, Example
+from ernie_tiny.tasks import MSRA_TAGS, Example
 from ernie_tiny.deploy.export import ExportOptions, export_checkpoint
 from ernie_tiny.deploy.predict import Predictor
 from ernie_tiny.deploy.torch_runner import (RunnerConfig, TorchPrecision, TorchRunner, bucket_for, length_buckets,

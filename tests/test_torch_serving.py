@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from ernie_tiny.commands.embed import embed as embed_command
 from ernie_tiny.commands.predict import predict as predict_command
 from ernie_tiny.commands.serve import serve as serve_command
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.tasks import Example
 from ernie_tiny.deploy.export import ExportOptions, export_checkpoint
 from ernie_tiny.deploy.predict import Predictor
 from ernie_tiny.deploy.serve import ServeConfig, build_app

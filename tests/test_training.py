@@ -12,8 +12,8 @@ from torch import nn
 
 from ernie_tiny.training import state as training_state
 from ernie_tiny.model import ErnieConfig, build_model
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import Example, encode_examples, get_task
+from ernie_tiny.tasks.batches import collate
+from ernie_tiny.tasks import Example, encode_examples, get_task
 from ernie_tiny.tokenization.char import CharTokenizer
 from ernie_tiny.training.data_order import BatchOrder, batch_for_step, batch_indices, batches, bucketed_batch_for_step
 from ernie_tiny.training.inference import predict

@@ -34,7 +34,7 @@ def default_cache_dir() -> Path:
 class AugmentJob:
     """What to augment, how, and where the TSV goes."""
 
-    task: str  # a name of ernie_tiny.data.tasks (sentence or pair task)
+    task: str  # a name of ernie_tiny.tasks (sentence or pair task)
     out: Path  # the TSV: text_a[, text_b][, teacher_logits as JSON]
     config: AugmentConfig
     data_dir: Path | None = None  # folder with <split>.tsv; None for embedded tasks
@@ -82,7 +82,7 @@ def tsv_rows(new_examples: Sequence[AugmentedExample], teacher_logits, pair_task
 def run_augment(job: AugmentJob, log: Callable[[str], None] = print,
                 progress: Progress | None = None) -> AugmentSummary:
     """Augment ``job.split`` of ``job.task``, label the new examples with the teacher, write ``job.out``."""
-    from ernie_tiny.data.tasks import TaskKind, get_task, load_split
+    from ernie_tiny.tasks import TaskKind, get_task, load_split
 
     report = progress or (lambda stage, done, total: None)
     config = job.config

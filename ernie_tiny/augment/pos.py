@@ -177,7 +177,7 @@ def peoples_daily_vocabulary(min_count: int = 1, exclude_chars: str = "") -> Pos
     A word in jieba's dictionary takes jieba's tag (so 的 is "uj" as in the task data);
     other words keep their PKU tag, lower-cased and renamed by :data:`PKU_TO_JIEBA_TAGS`.
     """
-    from ernie_tiny.data.corpus import peoples_daily_tagged
+    from ernie_tiny.data.embedded_text import peoples_daily_tagged
 
     jieba_tags = pos_word_tags()
     retagged = ([(word, jieba_tags.get(word) or PKU_TO_JIEBA_TAGS.get(tag, tag.lower())) for word, tag in sentence]

@@ -6,7 +6,7 @@
 Metrics are x100 (accuracy, entity F1, ranking MRR/F1 as "mrr/f1"); Average is the mean
 of the tasks' main metrics. Latency is the mean model time per batch; the speed-up in
 brackets is against the reference (the first backend's fp32 teacher). ``theoretical x`` is
-the reference's FLOPs over the row's at the shapes each ran (:mod:`ernie_tiny.bench.flops`),
+the reference's FLOPs over the row's at the shapes each ran (:mod:`ernie_tiny.flops`),
 ``of limit`` the measured speed-up over it; ``vs teacher same backend`` is the speed-up over
 the teacher on the row's backend and precision, with the fraction of its limit in brackets.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ernie_tiny.bench.benchmark import BenchResult, VariantResult, parity_summary
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ernie_tiny.data.tasks import TaskKind, get_task
+from ernie_tiny.tasks import TaskKind, get_task
 
 TASK_TITLES = {"xnli": "XNLI", "lcqmc": "LCQMC", "chnsenticorp": "ChnSentiCorp", "nlpcc-dbqa": "NLPCC-DBQA",
                "msra-ner": "MSRA-NER", "reviews": "Reviews"}
@@ -100,7 +100,7 @@ def caption(result: BenchResult) -> str:
         f"{result.reference}: the median over runs of each run's ratio (every run times all variants back to "
         f"back, so load changes between runs cancel). Tokenization and end-to-end are per batch too.",
         f"- theoretical x: FLOPs of {result.reference} over the row's FLOPs, both counted from the model configs "
-        f"at the batch shapes each ran (rows x padded length, padding included; ernie_tiny.bench.flops): the "
+        f"at the batch shapes each ran (rows x padded length, padding included; ernie_tiny.flops): the "
         f"speed-up if both ran at the same FLOP rate. of limit: measured speed-up / theoretical x (above 100%: "
         f"the row's backend or precision does more FLOPs per second than the reference).",
         "- vs teacher same backend: speed-up over the teacher on the row's backend and precision (the onnxruntime "

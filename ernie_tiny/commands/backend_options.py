@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ernie_tiny.commands.options import MAX_THREADS
 from ernie_tiny.devices import resolve_device
 
 
@@ -26,6 +27,8 @@ class TorchPrecisionChoice(str, Enum):
     bf16 = "bf16"
 
 
+InferenceThreadsOpt = Annotated[Optional[int], typer.Option(
+    min=1, max=MAX_THREADS, help="onnxruntime intra-op threads (default: all cores).")]
 BackendOpt = Annotated[InferenceBackend, typer.Option(
     "--backend", help="onnxruntime: --model is an export folder; torch: --model is a checkpoint folder "
                       "(what `teacher finetune` and `distill` write, or a Hugging Face folder).")]

@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ernie_tiny.commands.backend_options import (BackendOpt, CudaGraphsOpt, InferenceBackend, PrecisionOpt,
+from ernie_tiny.commands.backend_options import (InferenceThreadsOpt, BackendOpt, CudaGraphsOpt, InferenceBackend, PrecisionOpt,
                                                  backend_device, load_predictor)
 from ernie_tiny.commands.errors import command_errors
-from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt, MAX_THREADS
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt
 from ernie_tiny.deploy.embed import EmbeddingLayer
 
 
@@ -28,7 +28,7 @@ def embed(
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per onnxruntime call.")] = 32,
     max_len: Annotated[Optional[int], typer.Option(min=3, help="Truncation in tokens (default: the export's).")] = None,
     device: DeviceOpt = DEFAULT_DEVICE,
-    threads: Annotated[Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime intra-op threads (default: all cores).")] = None,
+    threads: InferenceThreadsOpt = None,
     backend: BackendOpt = InferenceBackend.onnxruntime,
     precision: PrecisionOpt = None,
     cuda_graphs: CudaGraphsOpt = True,

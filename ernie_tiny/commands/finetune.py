@@ -15,7 +15,7 @@ from ernie_tiny.commands.options import (DEFAULT_DEVICE, MAX_SEED, MAX_THREADS, 
                                          positive)
 from ernie_tiny.commands.training_options import BATCH_SIZE_HELP, CompileOpt, MaxMinutesOpt, batch_and_lr
 from ernie_tiny.model import PRESETS
-from ernie_tiny.data.tasks import TASKS
+from ernie_tiny.tasks import TASKS
 from ernie_tiny.devices import resolve_device
 from ernie_tiny.finetune import FinetuneConfig, default_lr, finetune as run_finetune
 from ernie_tiny.training.data_order import BatchOrder

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ernie_tiny.data.tasks import TASKS
+from ernie_tiny.tasks import TASKS
 from ernie_tiny.devices import AUTO, DEVICE_HELP
 
 
@@ -63,7 +63,7 @@ TaskName = Enum("TaskName", {name: name for name in TASKS}, type=str)
 
 DEFAULT_DEVICE = AUTO
 DeviceOpt = Annotated[str, typer.Option("--device", help=f"Device: {DEVICE_HELP}")]
-TaskOpt = Annotated[TaskName, typer.Option("--task", help="Task of ernie_tiny.data.tasks; 'reviews' is embedded "
+TaskOpt = Annotated[TaskName, typer.Option("--task", help="Task of ernie_tiny.tasks; 'reviews' is embedded "
                                                           "and needs no --data-dir.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", exists=True, file_okay=False, help="Folder with train.tsv, dev.tsv, test.tsv "
                                                                        "(not for the embedded reviews).")]

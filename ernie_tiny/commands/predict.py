@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ernie_tiny.commands.backend_options import (BackendOpt, CudaGraphsOpt, InferenceBackend, PrecisionOpt,
+from ernie_tiny.commands.backend_options import (InferenceThreadsOpt, BackendOpt, CudaGraphsOpt, InferenceBackend, PrecisionOpt,
                                                  backend_device, load_predictor)
 from ernie_tiny.commands.errors import command_errors
-from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt, MAX_THREADS
+from ernie_tiny.commands.options import DEFAULT_DEVICE, DeviceOpt
 from ernie_tiny.io_utils import atomic_write_text
 
 
@@ -47,7 +47,7 @@ def predict(
     max_len: Annotated[Optional[int], typer.Option(min=3, help="Truncation in tokens (default: the export's); "
                                                         "a cut text gets \"truncated\": true.")] = None,
     device: DeviceOpt = DEFAULT_DEVICE,
-    threads: Annotated[Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime intra-op threads (default: all cores).")] = None,
+    threads: InferenceThreadsOpt = None,
     backend: BackendOpt = InferenceBackend.onnxruntime,
     precision: PrecisionOpt = None,
     cuda_graphs: CudaGraphsOpt = True,

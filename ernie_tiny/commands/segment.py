@@ -144,7 +144,7 @@ def stats(
     Example: ernie-tiny segment stats --tokenizer runs/tokenizer --task lcqmc --data-dir ../shared/data/lcqmc
     """
     from ernie_tiny.tokenization.subword.stats import measure_lengths
-    from ernie_tiny.data.tasks import get_task, load_split
+    from ernie_tiny.tasks import get_task, load_split
 
     with command_errors():
         spec = get_task(task.value)

@@ -45,7 +45,7 @@ from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json
 from ernie_tiny.model import ErnieConfig, HeadKind, encoder_of
-from ernie_tiny.data.tasks import Example, TaskKind, TaskSpec
+from ernie_tiny.tasks import Example, TaskKind, TaskSpec
 
 MIN_OPSET, MAX_OPSET = 14, 20  # 14: the first opset with the ops used here; 20: the TorchScript exporter's last
 FP32_TOLERANCE = 1e-4  # max |logit diff| an fp32 export may show vs torch
@@ -309,7 +309,7 @@ def parity_examples_for(checkpoint_dir: str | os.PathLike, data_dir: str | os.Pa
     """
     from ernie_tiny.deploy.predict import read_text_file
     from ernie_tiny.checkpoint import read_checkpoint_config
-    from ernie_tiny.data.tasks import get_task, load_split
+    from ernie_tiny.tasks import get_task, load_split
 
     _, meta, _ = read_checkpoint_config(checkpoint_dir)
     task = get_task(task_name or meta.task) if (task_name or meta.task) else None

@@ -41,7 +41,7 @@ from torch import nn
 from ernie_tiny import __version__
 from ernie_tiny.checkpoint import load_pretrained
 from ernie_tiny.convert.hf import hf_key_table
-from ernie_tiny.data.tasks import Example
+from ernie_tiny.tasks import Example
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.io_utils import atomic_dir, atomic_write_json, atomic_write_text, give_ordinary_permissions
 from ernie_tiny.model import ErnieConfig, encoder_of

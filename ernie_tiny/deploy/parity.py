@@ -22,7 +22,7 @@ from torch import nn
 from ernie_tiny.deploy.onnx_session import Precision, run_session
 from ernie_tiny.tokenization.encoding import Tokenizer, pad_to_arrays
 from ernie_tiny.heads import HeadKind
-from ernie_tiny.data.tasks import Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
+from ernie_tiny.tasks import Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
 
 
 @dataclass

@@ -25,8 +25,9 @@ import numpy as np
 from ernie_tiny.deploy.onnx_session import (Device, OnnxModelConfig, make_session, resolve_model_path,
                                            run_session)
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer, pad_to_arrays
-from ernie_tiny.data.metrics import bio_entities
-from ernie_tiny.data.tasks import char_tags_from_token_tags
+from ernie_tiny.tasks.metrics import bio_entities
+from ernie_tiny.tasks import char_tags_from_token_tags
+from ernie_tiny.text_files import read_lines
 from ernie_tiny.tokenization.load import load_tokenizer
 
 TextInput = str | tuple[str, str | None]
@@ -56,7 +57,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def entities_from_tags(text: str, tags: Sequence[str]) -> list[dict]:
-    """Entity spans of a BIO sequence in text order (:func:`ernie_tiny.data.metrics.bio_entities` rules)."""
+    """Entity spans of a BIO sequence in text order (:func:`ernie_tiny.tasks.metrics.bio_entities` rules)."""
     spans = sorted(bio_entities(tags), key=lambda entity: entity[1])  # entities never overlap: starts differ
     return [{"type": kind, "start": start, "end": end, "text": text[start:end]} for kind, start, end in spans]
 
@@ -77,30 +78,15 @@ def empty_text_error(text: TextInput) -> str | None:
 def read_text_file(path: str | os.PathLike) -> list[TextInput]:
     """Every line of a UTF-8 file, in order (item i is line i + 1, blank lines included).
 
-    A TAB separates text_a from text_b (pair tasks). Raises ``ValueError`` naming
-    ``file:line`` for bytes that are not UTF-8 or more than two fields. Lines end at
-    ``\\n`` only (a ``\\r`` before it is dropped), as ``wc -l`` and editors count them.
+    A TAB separates text_a from text_b (pair tasks). The lines are
+    :func:`ernie_tiny.text_files.read_lines`' (``\n`` ends a line, BOM and CRLF dropped, bad
+    UTF-8 named by ``file:line``); more than two fields is a ``ValueError`` naming ``file:line``.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, not a text file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    raw_lines = path.read_bytes().split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # the newline that ends the last line starts no new one
     examples: list[TextInput] = []
-    for number, raw in enumerate(raw_lines, start=1):
-        try:
-            line = raw.decode("utf-8").removesuffix("\r")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid UTF-8 (byte {err.start}: {err.reason}); "
-                             f"convert the file to UTF-8 first") from None
-        if number == 1:
-            line = line.removeprefix("\ufeff")  # a byte-order mark is no text
-        fields = line.split("\t")
+    for line in read_lines(path):
+        fields = line.text.split("\t")
         if len(fields) > 2:
-            raise ValueError(f"{path}:{number}: expected 1 or 2 TAB-separated fields, got {len(fields)}")
+            raise ValueError(f"{path}:{line.number}: expected 1 or 2 TAB-separated fields, got {len(fields)}")
         examples.append(fields[0] if len(fields) == 1 else (fields[0], fields[1]))
     return examples
 

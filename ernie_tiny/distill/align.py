@@ -39,7 +39,7 @@ Apply an :class:`AlignedBatch` to teacher tensors:
         so each row of A is still a (sub-)distribution over student keys.
     align_token_logits:      Z_s[i] = Z_t[first teacher token of student token i]   (B, S, C)
         token-level soft targets (NER): the first char of a token carries its tag, as in
-        ``data.tasks.align_tags_to_tokens``; for a char student it is the char itself.
+        ``tasks.align_tags_to_tokens``; for a char student it is the char itself.
 
 The attention losses themselves (:func:`ernie_tiny.distill.losses.aligned_attention_loss`)
 renormalise A over valid student keys before comparing it with the student's attention.

@@ -22,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ernie_tiny.config import check_run_start
 from ernie_tiny.augment.ner import NER_AUGMENT_DEFAULTS, check_ner_config
 from ernie_tiny.augment.strategies import AugmentConfig
 from ernie_tiny.distill.losses import AttentionLossKind, DistillLossWeights
 from ernie_tiny.model import PRESETS
 from ernie_tiny.tokenization.subword import DEFAULT_VOCAB_SIZE
-from ernie_tiny.data.tasks import TaskKind, get_task
+from ernie_tiny.tasks import TaskKind, get_task
 from ernie_tiny.training.schedule import OptimConfig
 from ernie_tiny.training.state import StrictConfig
 
@@ -91,7 +92,7 @@ def check_shared_settings(config: "DistillConfig | GeneralDistillConfig") -> Non
 @dataclass
 class DistillConfig(StrictConfig):
     teacher: str  # fine-tuned teacher: our checkpoint folder, a Hugging Face folder or a Paddle folder
-    task: str  # a name in ernie_tiny.data.tasks.TASKS
+    task: str  # a name in ernie_tiny.tasks.TASKS
     out_dir: str
     data_dir: str | None = None  # folder of train/dev/test.tsv; None only for embedded tasks
     # joint: measured best on both tasks at equal steps (README: ChnSentiCorp 85.97 vs 81.98 two-stage,
@@ -125,6 +126,7 @@ class DistillConfig(StrictConfig):
     overwrite: bool = False  # start over in an out_dir that holds a run (else refused)
 
     def __post_init__(self) -> None:
+        check_run_start(self)
         self.stage = Stage(self.stage)
         self.attention_loss = AttentionLossKind(self.attention_loss)
         if isinstance(self.optim, dict):
@@ -192,6 +194,7 @@ class GeneralDistillConfig:
     overwrite: bool = False  # start over in an out_dir that holds a run (else refused)
 
     def __post_init__(self) -> None:
+        check_run_start(self)
         self.attention_loss = AttentionLossKind(self.attention_loss)
         if isinstance(self.optim, dict):
             self.optim = OptimConfig.from_dict(self.optim)

@@ -4,7 +4,7 @@
           -> collate_distill -> DistillBatch(teacher Batch, student Batch, AlignedBatch, labels)
 
 A label is a class index (NO_LABEL for augmented copies) or, for NER, the per-char tags
-given to the student's tokens (``data.tasks.align_tags_to_tokens``: a token takes its
+given to the student's tokens (``tasks.align_tags_to_tokens``: a token takes its
 first char's tag; specials get NO_LABEL). NER items always carry tags: augmented NER
 copies get theirs regenerated (:mod:`ernie_tiny.augment.ner`), so the tag positions
 that the token-level soft loss scores are known for every item.
@@ -39,7 +39,8 @@ from ernie_tiny.augment.strategies import augment_examples
 from ernie_tiny.distill.config import CHAR_TOKENIZER, DistillConfig
 from ernie_tiny.training.distributed import DistributedContext, barrier
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
-from ernie_tiny.data.tasks import IGNORE_INDEX, Example, TaskKind, align_tags_to_tokens, get_task
+from ernie_tiny.heads import IGNORE_INDEX
+from ernie_tiny.tasks import Example, TaskKind, align_tags_to_tokens, get_task
 from ernie_tiny.tokenization.load import TOKENIZER_CONFIG, load_tokenizer
 
 NO_LABEL = IGNORE_INDEX  # augmented and unlabelled texts (and untagged NER tokens): the teacher's soft targets only
@@ -143,7 +144,7 @@ def default_tokenizer_dir(vocab_size: int) -> Path:
 
 def default_subword_tokenizer(vocab_size: int, ctx: DistributedContext, console: Console) -> Tokenizer:
     """The subword tokenizer trained on the embedded corpus (trained once by rank 0, then reused)."""
-    from ernie_tiny.data.corpus import embedded_corpus_texts
+    from ernie_tiny.data.embedded_text import embedded_corpus_texts
     from ernie_tiny.tokenization.subword import train_subword_tokenizer
 
     directory = default_tokenizer_dir(vocab_size)

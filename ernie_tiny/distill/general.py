@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ernie_tiny.data.corpus import embedded_corpus_texts
+from ernie_tiny.data.embedded_text import embedded_corpus_texts
 from ernie_tiny.distill.config import GeneralDistillConfig, Stage
 from ernie_tiny.distill.data import NO_LABEL, alignment_coverage, build_items
 from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_process_group

@@ -34,9 +34,9 @@ from ernie_tiny.training.distributed import DistributedContext, barrier, run_in_
 from ernie_tiny.distill.setup import load_teacher_with_tokenizer, setup_student
 from ernie_tiny.training.loop import start_run
 from ernie_tiny.distill.train import BEST_DIR, INTERMEDIATE_DIR, Session, StagePlan, run_stages
-from ernie_tiny.data.tasks import TaskKind, TaskSpec, data_name, get_task, load_splits
+from ernie_tiny.tasks import TaskKind, TaskSpec, data_name, get_task, load_splits
 from ernie_tiny.training.logging import format_losses, write_run_summary
-from ernie_tiny.training.evaluation import SplitEvaluator
+from ernie_tiny.tasks.evaluation import SplitEvaluator
 from ernie_tiny.training.state import plain
 
 # Config fields a resumed run may change: they do not alter the trained weights.

@@ -32,7 +32,7 @@ from ernie_tiny.distill.data import DistillBatch, collate_distill
 from ernie_tiny.distill.teacher import DistillTeacher
 from ernie_tiny.distill.objective import DistillObjective
 from ernie_tiny.tokenization.encoding import Tokenizer
-from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.flops import pass_flops
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.model import encoder_of
 from ernie_tiny.training.data_order import BatchOrder, batch_for_step, bucketed_batch_for_step

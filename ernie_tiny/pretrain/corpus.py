@@ -34,7 +34,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -42,180 +41,14 @@ import weakref
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from ernie_tiny.io_utils import atomic_open
-
-CHUNK_BYTES = 4 << 20  # scan unit; temporaries are a few times this, whatever the file size
-MAX_OPEN_FILES = 32
-SENTENCE_END = "。！？!?"
-SENTENCE_CLOSERS = "”’\"'」』）)】》"
-_SENTENCE = re.compile(f"[^{SENTENCE_END}]*[{SENTENCE_END}]+[{re.escape(SENTENCE_CLOSERS)}]*|[^{SENTENCE_END}]+")
-ID_FIELDS = ("token_ids", "sentence_type_ids", "position_ids", "seg_labels", "next_sentence_label")
-_ID_LINE = re.compile(rb"[0-9 \-]+(;[0-9 \-]+){4}\r?")
-BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark: skipped at the start of a file
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be read; the message is one ``file:line: problem`` line."""
-
-
-class DocumentLayout(str, Enum):
-    line = "line"  # one document per non-blank line
-    paragraph = "paragraph"  # documents separated by blank lines
-
-
-class CorpusFormat(str, Enum):
-    text = "text"
-    ids = "ids"  # ERNIE 1.0's id lines
-
-
-@dataclass(frozen=True)
-class Document:
-    sentences: tuple[str, ...]  # in order, each non-empty
-    words: tuple[tuple[tuple[str, str], ...], ...] | None = None  # per sentence (word, tag) pairs, when known
-
-    def __post_init__(self) -> None:
-        if self.words is not None and len(self.words) != len(self.sentences):
-            raise ValueError(f"{len(self.words)} word lists for {len(self.sentences)} sentences")
-
-
-@dataclass(frozen=True)
-class IdRecord:
-    """One ERNIE 1.0 training line: ``[CLS] a [SEP] b [SEP]`` as ids of the model's vocabulary."""
-
-    token_ids: tuple[int, ...]
-    sentence_type_ids: tuple[int, ...]
-    seg_labels: tuple[int, ...]  # 0 starts a word, 1 continues it, -1 [CLS]/[SEP]
-    next_sentence_label: int  # 1: b follows a in its document; 0: b is a random sentence
-
-
-def split_sentences(text: str) -> tuple[str, ...]:
-    """Sentences of ``text``, split after 。！？!? (closing quotes kept); blank pieces dropped."""
-    return tuple(piece.strip() for piece in _SENTENCE.findall(text) if piece.strip())
-
-
-# ---- scanning ---------------------------------------------------------------------------------
-
-def _byte_table(values: bytes) -> np.ndarray:
-    """(256,) bool lookup: ``table[data]`` marks the bytes in ``values`` (much faster than np.isin)."""
-    table = np.zeros(256, dtype=bool)
-    table[list(values)] = True
-    return table
-
-
-# Every character str.strip() removes, as UTF-8: a line is blank when it holds only these.
-_MULTIBYTE_WHITESPACE = tuple(np.frombuffer(c.encode("utf-8"), dtype=np.uint8) for c in
-                              "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-                              "\u2028\u2029\u202f\u205f\u3000")
-_NOT_ASCII_WHITESPACE = ~_byte_table(b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f ")
-_WHITESPACE_LEADS = _byte_table(bytes(int(seq[0]) for seq in _MULTIBYTE_WHITESPACE))
-
-
-def _codes(sequences: tuple[np.ndarray, ...], length: int) -> np.ndarray:
-    """The byte sequences of ``length`` bytes as big-endian integers."""
-    return np.array([int.from_bytes(bytes(seq.tolist()), "big") for seq in sequences if len(seq) == length])
-
-
-_WHITESPACE_CODES = {length: _codes(_MULTIBYTE_WHITESPACE, length) for length in (2, 3)}
-
-
-def _non_whitespace(data: np.ndarray) -> np.ndarray:
-    """(n,) bool: False at every byte of a whitespace character."""
-    keep = _NOT_ASCII_WHITESPACE[data]
-    leads = np.flatnonzero(_WHITESPACE_LEADS[data])
-    padded = np.concatenate([data, np.zeros(2, dtype=np.uint8)])
-    code = padded[leads].astype(np.int32)
-    for length in (2, 3):
-        code = (code << 8) | padded[leads + length - 1]  # the bytes at leads .. leads + length - 1
-        hits = leads[np.isin(code, _WHITESPACE_CODES[length])]
-        for k in range(length):
-            keep[hits + k] = False
-    return keep
-
-
-def _chunks(f) -> Iterator[bytes]:
-    """The file in pieces of about CHUNK_BYTES that each end at a line end (or at the end of file)."""
-    while True:
-        chunk = f.read(CHUNK_BYTES)
-        if not chunk:
-            return
-        if not chunk.endswith(b"\n"):
-            chunk += f.readline()
-        yield chunk
-
-
-def _scan(path: Path, source: str, layout: DocumentLayout, fmt: CorpusFormat) -> tuple[np.ndarray, str]:
-    """Byte offsets (int64) of the documents of one file and its bytes' sha256, checking its text on the way."""
-    offsets: list[np.ndarray] = []
-    base, lines_before, previous_blank = 0, 0, True
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in _chunks(f):
-            digest.update(chunk)
-            try:
-                chunk.decode("utf-8")
-            except UnicodeDecodeError as err:
-                line = lines_before + chunk.count(b"\n", 0, err.start) + 1
-                raise CorpusError(f"{source}:{line}: not UTF-8 text (byte 0x{chunk[err.start]:02x})") from None
-            data = np.frombuffer(chunk, dtype=np.uint8)
-            if base == 0 and chunk.startswith(BOM):
-                data = data.copy()
-                data[:len(BOM)] = ord(" ")  # blank for the scan; a document starting there starts after it
-            line_starts = np.concatenate([[0], np.flatnonzero(data == 10) + 1])
-            if line_starts[-1] == len(data):
-                line_starts = line_starts[:-1]
-            non_blank = np.logical_or.reduceat(_non_whitespace(data), line_starts)
-            if fmt is CorpusFormat.ids:
-                _check_id_chunk(data, line_starts, non_blank, source, lines_before)
-            if layout is DocumentLayout.line:
-                starts = line_starts[non_blank]
-            else:
-                previous = np.concatenate([[previous_blank], ~non_blank[:-1]])
-                starts = line_starts[non_blank & previous]
-                previous_blank = not non_blank[-1]
-            if base == 0 and chunk.startswith(BOM):
-                starts = np.where(starts == 0, len(BOM), starts)
-            offsets.append(starts.astype(np.int64) + base)
-            base += len(chunk)
-            lines_before += int(line_starts.size)
-    return (np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)), digest.hexdigest()
-
-
-_NOT_ID_BYTES = ~_byte_table(b"0123456789 -;\r\n\t")
-
-
-def _check_id_chunk(data: np.ndarray, line_starts: np.ndarray, non_blank: np.ndarray, source: str,
-                    lines_before: int) -> None:
-    bad = np.flatnonzero(_NOT_ID_BYTES[data])
-    if len(bad):
-        line = int(np.searchsorted(line_starts, bad[0], side="right"))
-        char = bytes(data[bad[0]:bad[0] + 4]).decode("utf-8", errors="replace")[:1]
-        raise CorpusError(f"{source}:{lines_before + line}: unexpected character {char!r} in an id line "
-                          f"(expected {';'.join(ID_FIELDS)})")
-    fields = np.add.reduceat((data == ord(";")).astype(np.int32), line_starts) + 1
-    wrong = np.flatnonzero(non_blank & (fields != len(ID_FIELDS)))
-    if len(wrong):
-        raise CorpusError(f"{source}:{lines_before + int(wrong[0]) + 1}: expected {len(ID_FIELDS)} ';'-separated "
-                          f"fields ({';'.join(ID_FIELDS)}), got {int(fields[wrong[0]])}")
-
-
-def _line_number(path: Path, offset: int) -> int:
-    """1-based line of byte ``offset`` (counts newlines: only for error messages)."""
-    count = 0
-    with open(path, "rb") as f:
-        remaining = offset
-        while remaining > 0:
-            block = f.read(min(remaining, CHUNK_BYTES))
-            if not block:
-                break
-            count += block.count(b"\n")
-            remaining -= len(block)
-    return count + 1
-
+from ernie_tiny.pretrain.corpus_scan import line_number, scan
+from ernie_tiny.pretrain.documents import (BOM, ID_FIELDS, MAX_OPEN_FILES, CorpusError, CorpusFormat, Document,
+                                           DocumentLayout, IdRecord, ID_LINE, split_sentences)
 
 # ---- files ------------------------------------------------------------------------------------
 
@@ -258,7 +91,7 @@ def detect_format(path: Path, readable: Path) -> CorpusFormat:
         for line in f:
             line = line.removeprefix(BOM)
             if line.strip():
-                return CorpusFormat.ids if _ID_LINE.fullmatch(line.rstrip(b"\n")) else CorpusFormat.text
+                return CorpusFormat.ids if ID_LINE.fullmatch(line.rstrip(b"\n")) else CorpusFormat.text
     return CorpusFormat.text
 
 
@@ -335,7 +168,7 @@ class _FileCorpus:
     def where(self, index: int) -> str:
         """``file:line`` of document ``index``, for messages."""
         file_index, offset = self._locate(index)
-        return f"{self.files[file_index].source}:{_line_number(self.files[file_index].readable, offset)}"
+        return f"{self.files[file_index].source}:{line_number(self.files[file_index].readable, offset)}"
 
 
 class TextCorpus(_FileCorpus):
@@ -394,7 +227,7 @@ class IdCorpus(_FileCorpus):
         try:
             return parse_id_line(lines[0], "", self.vocab_size)
         except CorpusError as err:
-            where = f"{self.files[file_index].source}:{_line_number(self.files[file_index].readable, offset)}"
+            where = f"{self.files[file_index].source}:{line_number(self.files[file_index].readable, offset)}"
             raise CorpusError(where + str(err)) from None
 
     def iter_texts(self) -> Iterator[str]:
@@ -415,7 +248,7 @@ def open_corpus(paths: Sequence[str | os.PathLike], layout: DocumentLayout = Doc
         kinds = ", ".join(f"{p}: {f.value}" for p, f in formats.items())
         raise CorpusError(f"{paths[0]}: the corpus mixes id lines and text ({kinds}); give one kind at a time")
     kind = next(iter(formats.values()))
-    indexed = [_IndexedFile(str(p), r, *_scan(r, str(p), layout if kind is CorpusFormat.text else DocumentLayout.line,
+    indexed = [_IndexedFile(str(p), r, *scan(r, str(p), layout if kind is CorpusFormat.text else DocumentLayout.line,
                                               kind)) for p, r in zip(files, readable)]
     if sum(len(f.offsets) for f in indexed) == 0:
         raise CorpusError(f"{files[0]}: the corpus holds no documents")

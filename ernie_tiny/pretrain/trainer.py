@@ -38,7 +38,7 @@ from torch import nn
 from ernie_tiny.checkpoint import save_pretrained
 from ernie_tiny.convert.detect import load_checkpoint
 from ernie_tiny.io_utils import atomic_dir
-from ernie_tiny.bench.flops import pass_flops
+from ernie_tiny.flops import pass_flops
 from ernie_tiny.heads import HeadKind
 from ernie_tiny.model import PRESETS, ErnieConfig, ErnieForMaskedLM, ErnieForPretraining, encoder_of
 from ernie_tiny.pretrain.batches import PretrainBatch, PretrainDataConfig, PretrainingData
@@ -53,6 +53,7 @@ from ernie_tiny.training.distributed import DistributedContext, all_reduce_sum, 
 from ernie_tiny.training.logging import MetricsLog, format_losses, write_run_summary
 from ernie_tiny.training.loop import LAST_STATE, RunContext, StepLoss, TrainSpec, start_run, train
 from ernie_tiny.training.schedule import OptimConfig, set_seed
+from ernie_tiny.config import check_model_start
 from ernie_tiny.training.state import StrictConfig, plain
 
 BEST_DIR = "best"
@@ -105,12 +106,7 @@ class PretrainConfig(StrictConfig):
             self.masking = MaskingConfig.from_dict(self.masking)
         if isinstance(self.optim, dict):
             self.optim = OptimConfig.from_dict(self.optim)
-        if self.resume and self.overwrite:
-            raise ValueError("--resume and --overwrite exclude each other")
-        if (self.preset is None) == (self.init is None):
-            raise ValueError("give exactly one of --preset (random init) and --init (a checkpoint)")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(PRESETS)}")
+        check_model_start(self, PRESETS)
         if Objective.mlm not in self.objectives:
             raise ValueError("the objectives must include mlm (sentence-distance is an addition to it)")
         if self.data_workers < 0:

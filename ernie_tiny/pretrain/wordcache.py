@@ -39,7 +39,8 @@ from typing import Protocol
 import numpy as np
 
 from ernie_tiny.io_utils import atomic_open
-from ernie_tiny.pretrain.corpus import SENTENCE_CLOSERS, SENTENCE_END, Document, TextCorpus
+from ernie_tiny.pretrain.corpus import TextCorpus
+from ernie_tiny.pretrain.documents import SENTENCE_CLOSERS, SENTENCE_END, Document
 from ernie_tiny.pretrain.units import SentenceWords, TextWords, tag_classes
 from ernie_tiny.tokenization.wordseg import jieba_version, pos_word_tags, pos_words
 

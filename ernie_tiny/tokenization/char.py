@@ -195,10 +195,6 @@ class CharTokenizer(SpecialTokenIds):
     def id_to_token(self, index: int) -> str:
         return self.id_to_token_list[index]
 
-
-    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
-        return [self.id_to_token_list[i] for i in ids]
-
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         return [self.token_to_id(t) for t in tokens]
 

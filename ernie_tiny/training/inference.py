@@ -20,7 +20,7 @@ def predict(model: nn.Module, items: Sequence[T], collate_fn: Callable[[list[T]]
     """Each item's unpadded model output in eval mode: logits (C,), a score (), or token logits (T_i, C).
 
     ``collate_fn`` turns a list of items into a batch with ``to(device)``, ``model_inputs()``
-    and ``attention_mask`` (like ``ernie_tiny.data.task_batches.collate``); labels are not passed to the model.
+    and ``attention_mask`` (like ``ernie_tiny.tasks.batches.collate``); labels are not passed to the model.
     """
     was_training = model.training
     model.eval()

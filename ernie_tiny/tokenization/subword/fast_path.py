@@ -166,25 +166,21 @@ class ConstrainedTokens:
                     candidate = words[k - 1] + following
                     pair = followers[following] = (table_get(candidate), candidate in prefixes)
                     self._pairs += 1
-                entry, longer = pair
+                entry, longer = pair  # the piece of words k-1..k (cached per pair), then longer ones
                 m = k + 1
-                if entry is not None and base + entry[0] > best[m]:
-                    best[m] = base + entry[0]
-                    piece_at[m] = entry[1]
-                    if first_word is None:
-                        first_word = list(range(-1, n))
-                    first_word[m] = k - 1
                 candidate = words[k - 1] + following if longer else ""
-                while longer and m < n:
-                    candidate += words[m]
-                    m += 1
-                    entry = table_get(candidate)
+                while True:
                     if entry is not None and base + entry[0] > best[m]:
                         best[m] = base + entry[0]
                         piece_at[m] = entry[1]
                         if first_word is None:
                             first_word = list(range(-1, n))
                         first_word[m] = k - 1
+                    if not (longer and m < n):
+                        break
+                    candidate += words[m]
+                    m += 1
+                    entry = table_get(candidate)
                     longer = candidate in prefixes
         if first_word is None:  # no multi-word piece ever won: every word keeps its own cut
             return units

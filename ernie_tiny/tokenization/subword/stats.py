@@ -7,7 +7,7 @@ char, a punctuation mark, a Latin/digit run) is exactly one token. That is a low
 the real WordPiece length (WordPiece can only split a run further), so the reported
 reduction is a lower bound too. Usage::
 
-    examples = load_split("lcqmc", "../shared/data/lcqmc", "dev")     # ernie_tiny.data.tasks
+    examples = load_split("lcqmc", "../shared/data/lcqmc", "dev")     # ernie_tiny.tasks
     pairs = [(e.text_a, e.text_b) for e in examples]
     stats = measure_lengths(SubwordTokenizer.from_directory("runs/tokenizer"), pairs)
     stats.reduction_text_pct

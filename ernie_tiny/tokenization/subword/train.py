@@ -12,7 +12,7 @@ The vocabulary written to ``vocab.txt`` is the 5 ERNIE specials followed by ever
 sentencepiece piece except ``<unk>``, so ``vocab_size`` counts the specials, like
 ERNIE-tiny's 50006. Usage::
 
-    from ernie_tiny.data.corpus import embedded_corpus_texts
+    from ernie_tiny.data.embedded_text import embedded_corpus_texts
     tok = train_subword_tokenizer(embedded_corpus_texts(), "runs/tokenizer", vocab_size=70000)
 """
 

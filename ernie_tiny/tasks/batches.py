@@ -1,6 +1,6 @@
 """Padded torch batches of encoded task examples: :class:`TaskBatch` and :func:`collate`.
 
-Kept apart from :mod:`ernie_tiny.data.tasks`, which is torch-free so that the onnxruntime
+Kept apart from :mod:`ernie_tiny.tasks`, which is torch-free so that the onnxruntime
 prediction path can share its label logic without importing torch. Example::
 
     encoded = encode_examples(load_split("chnsenticorp", data_dir, "dev"), tokenizer, max_len=128)
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from ernie_tiny.tokenization.batching import pad_encodings
-from ernie_tiny.data.tasks import IGNORE_INDEX, EncodedExample, TaskKind, TaskSpec
+from ernie_tiny.heads import IGNORE_INDEX
+from ernie_tiny.tasks import EncodedExample, TaskKind, TaskSpec
 
 
 @dataclass

@@ -14,7 +14,7 @@ folder holding copies of those three files at the same relative paths
 
 Example::
 
-    from ernie_tiny.data.corpus import embedded_corpus_texts
+    from ernie_tiny.data.embedded_text import embedded_corpus_texts
     texts = embedded_corpus_texts()   # People's Daily sentences, then neg and pos reviews
 """
 

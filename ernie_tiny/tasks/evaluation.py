@@ -7,8 +7,8 @@ from functools import partial
 import numpy as np
 from torch import nn
 
-from ernie_tiny.data.task_batches import collate
-from ernie_tiny.data.tasks import EncodedSplit, Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
+from ernie_tiny.tasks.batches import collate
+from ernie_tiny.tasks import EncodedSplit, Example, TaskSpec, encode_examples, evaluate, predictions_from_outputs
 from ernie_tiny.tokenization.encoding import Tokenizer
 from ernie_tiny.training.distributed import DistributedContext, all_gather_objects
 from ernie_tiny.training.inference import predict

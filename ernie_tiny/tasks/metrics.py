@@ -1,6 +1,6 @@
 """Task-independent metrics on plain sequences: MRR for ranking, BIO entities and entity-level F1.
 
-Torch- and sklearn-free, shared by :func:`ernie_tiny.data.tasks.evaluate` and the onnxruntime
+Torch- and sklearn-free, shared by :func:`ernie_tiny.tasks.evaluate` and the onnxruntime
 predictor (which reports entities). Example::
 
     bio_entities(["B-PER", "I-PER", "O", "B-LOC"])   # {("PER", 0, 2), ("LOC", 3, 4)}
@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+
+from ernie_tiny.tasks.registry import Example, TaskKind, TaskSpec, get_task
+
 
 
 def mean_reciprocal_rank(qids: Sequence[str], gold: Sequence[int], scores: Sequence[float]) -> float:
@@ -59,3 +62,25 @@ def entity_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]])
     recall = n_correct / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def evaluate(task: TaskSpec | str, predictions: Sequence, examples: Sequence[Example]) -> dict[str, float]:
+    """The task's metrics for per-example predictions (classes, ranking scores, or per-char tag ids)."""
+    task = get_task(task)
+    if len(predictions) != len(examples):
+        raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
+    if task.kind is TaskKind.ner:
+        gold = [[task.labels[t] for t in e.label] for e in examples]
+        return entity_f1(gold, [[task.labels[t] for t in p] for p in predictions])
+    # imported here, not at the top: sklearn takes ~1 s to import and the ONNX predictor never needs it
+    from sklearn.metrics import accuracy_score, f1_score
+
+    gold = [e.label for e in examples]
+    if task.kind is TaskKind.ranking:
+        relevant = [int(score > 0.0) for score in predictions]  # score is a logit: > 0 means p > 0.5
+        return {"mrr": mean_reciprocal_rank([e.qid for e in examples], gold, predictions),
+                "f1": float(f1_score(gold, relevant, pos_label=1, zero_division=0)),
+                "accuracy": float(accuracy_score(gold, relevant))}
+    return {"accuracy": float(accuracy_score(gold, predictions)),
+            "macro_f1": float(f1_score(gold, predictions, average="macro", labels=list(range(task.num_labels)),
+                                       zero_division=0))}
