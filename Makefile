@@ -15,11 +15,11 @@ export VENV PYTHON
 
 .PHONY: demo test test-all clean
 
-$(VENV)/.installed: pyproject.toml scripts/setup_env.sh
+$(VENV)/.installed: pyproject.toml setup.py ernie_tiny/tokenization/_speedups.c scripts/setup_env.sh
 	scripts/setup_env.sh
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml scripts/setup_env.sh
+$(VENV)/.installed-test: pyproject.toml setup.py ernie_tiny/tokenization/_speedups.c scripts/setup_env.sh
 	scripts/setup_env.sh '[test]'
 	touch $(VENV)/.installed $@
 

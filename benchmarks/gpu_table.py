@@ -43,6 +43,9 @@ def tokenizer_rows(result: dict | None) -> list[str]:
             stats = measured.get("rows", {}).get(label, {})
             ratio, ms32 = stats.get("x_jieba_lcut"), stats.get("ms_per_32")
             if ratio is not None:
+                hot = measured.get("hot_path", {})
+                if role == "student" and hot and not (hot.get("c_loop") and hot.get("jieba_rs")):
+                    name += " (Python fallback: " + ", ".join(k for k in ("c_loop", "jieba_rs") if not hot.get(k)) + ")"
                 rows.append(row("tokenizer (host CPU, 1 thread)", f"{role} tokenizer time / jieba.lcut, {name} dev",
                                 f"{ratio:.2f}x" + (f" ({ms32:.2f} ms per 32 examples)" if ms32 is not None else ""),
                                 "<= 0.35x" if role == "student" else "", ratio <= 0.35 if role == "student" else None))

@@ -100,7 +100,10 @@ def measure_set(name: str, pairs: list[tuple[str, str | None]], tokenizer_dir: P
             times[label].append(_timed(run))
     best = {label: min(values) for label, values in times.items()}
     out = {"set": name, "examples": len(pairs), "texts": n_texts, "mean_chars": round(n_chars / n_texts, 1),
-           "batches_of_32": len(batches), "rows": {}}
+           "batches_of_32": len(batches), "rows": {},
+           # which compiled parts ran: without them the same ids come from Python, slower
+           "hot_path": {"c_loop": bool(subword._fast and subword._fast.compiled),
+                        "jieba_rs": bool(subword.pieces.segmenter and getattr(subword.pieces.segmenter, "compiled", False))}}
     for label, seconds in best.items():
         out["rows"][label] = {"texts_per_s": round(n_texts / seconds),
                               "ms_per_32": round(1000 * seconds / len(batches), 3),
@@ -235,6 +238,9 @@ def main() -> None:
                       f"{row['ms_per_32']:>9}{row['x_jieba_lcut']:>14}")
             print(f"{'':<30}subword cold (fresh tokenizer, empty caches): {r['rows']['subword']['texts_per_s_cold']:,} "
                   f"texts/s")
+            hot = r["hot_path"]
+            print(f"{'':<30}subword hot path: C per-token loop {'yes' if hot['c_loop'] else 'NO (Python loop)'}, "
+                  f"jieba-rs words {'yes' if hot['jieba_rs'] else 'NO (Python jieba)'}")
         result["sets"] = results
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     result["machine"] = machine

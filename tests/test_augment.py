@@ -456,3 +456,15 @@ def test_the_pipeline_reports_through_callables_and_returns_a_summary(tmp_path):
     written = (tmp_path / "aug.tsv").read_text(encoding="utf-8").splitlines()
     assert (summary.originals, summary.new, summary.out) == (2, len(written) - 1, tmp_path / "aug.tsv")
     assert summary.label_seconds is None and set(summary.strategies) == {"unk", "pos", "mlm", "ngram"}
+
+
+def test_the_tag_cache_is_not_reused_after_a_dictionary_change(tmp_path, monkeypatch):
+    from posseg_state import private_posseg_tokenizer
+
+    tokenizer = private_posseg_tokenizer(monkeypatch)
+    texts = ["酒店服务很到位", "房间很干净"]
+    first = tag_texts(texts, cache_dir=tmp_path)
+    tokenizer.add_word("服务很到位", 100000)  # a frequency, no tag
+    again = tag_texts(texts, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("posseg-*.json"))) == 2  # tagged anew under another key
+    assert again != first and again == tag_texts(texts)

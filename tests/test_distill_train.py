@@ -246,6 +246,23 @@ def test_general_distillation_gives_a_student_init(teacher_dir, tokenizer_dir, t
     assert not torch.equal(best.model.ernie.state_dict()[name], encoder.model.state_dict()[name])
 
 
+def test_general_distillation_reports_the_steps_a_time_budget_ran(teacher_dir, tokenizer_dir, tmp_path):
+    """Under --max-minutes the loop fixes fewer steps than --steps: metrics.json, the result and the
+    student's checkpoint say how many ran, not how many were asked for."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(e.text_a for e in load_split("chnsenticorp", SENTI, "dev")[:24]) + "\n", encoding="utf-8")
+    out = tmp_path / "budget"
+    general = distill_general(GeneralDistillConfig(teacher=str(teacher_dir), out_dir=str(out), corpus=str(corpus),
+                                                   student_preset="student-micro", student_tokenizer=str(tokenizer_dir),
+                                                   steps=400, max_len=24,
+                                                   optim=OptimConfig(batch_size=4, save_every=1000, log_every=1,
+                                                                     max_minutes=1e-4)),  # 6 ms: plan at calibration
+                              quiet())
+    ran = len([r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"])
+    assert ran < 400
+    assert general.steps == ran == json.loads((out / "metrics.json").read_text(encoding="utf-8"))["steps"]
+
+
 def test_teacher_cache_returns_the_teacher_outputs(teacher_dir, tokenizer_dir):
     teacher = load_pretrained(teacher_dir)
     examples = load_split("chnsenticorp", SENTI, "dev")[:6]

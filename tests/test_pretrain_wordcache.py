@@ -210,3 +210,23 @@ def test_pretraining_with_and_without_the_word_cache_trains_the_same_weights(tmp
     assert runs[True].dev == runs[False].dev
     weights = [torch.load(tmp_path / f"cache-{c}" / "last.pt", weights_only=True)["model"] for c in (True, False)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_word_added_with_only_a_frequency_changes_the_key_and_rebuilds_the_cache(tmp_path, monkeypatch):
+    from posseg_state import private_posseg_tokenizer
+
+    tokenizer = private_posseg_tokenizer(monkeypatch)
+    sentence = "酒店服务很到位。"
+    corpus = EmbeddedCorpus([Document((sentence,))])
+
+    def word_ends() -> list[int]:
+        return np.cumsum([len(word) for word, _ in pos_words(sentence)]).tolist()
+
+    key = wordcache.segmenter_key(True)
+    first = corpus_words(corpus, cache_dir=tmp_path)
+    assert first.word_ends.tolist() == word_ends()
+    tokenizer.add_word("服务很到位", 100000)  # no tag: jieba's cuts change, its tag table does not
+    assert wordcache.segmenter_key(True) != key
+    again = corpus_words(corpus, cache_dir=tmp_path)  # segmented anew, not the stale cache
+    assert len(list(tmp_path.glob("words-*.npz"))) == 2
+    assert again.word_ends.tolist() == word_ends() != first.word_ends.tolist()

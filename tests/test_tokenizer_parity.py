@@ -1,6 +1,8 @@
 """The tokenizers' hot paths give exactly what their readable reference paths give.
 
 - words: jieba-rs route + jieba's HMM (``CompiledJieba``) == Python jieba, on any text;
+- the C loops (``tokenization/_speedups.c``) == the same loops in Python (``fast_path.py``, ``CompiledJieba``),
+  and they are built wherever a C compiler is;
 - student: ``SubwordTokenizer`` (hot path) == ``SubwordTokenizer(reference=True)`` (Python jieba, char-by-char
   normalisation, PieceEncoder, join_with_specials): ids, type ids, spans, tokens, unk mask, truncation;
 - teacher: ``CharTokenizer`` (regex over plain text, Hugging Face ``tokenizers`` for the rest) ==
@@ -200,3 +202,131 @@ def test_char_hot_paths_keep_case_when_asked(batch):
     cased = CharTokenizer.from_texts(["Hello World 酒店 ABC abc 1.5", "iPhone 6 Plus，很好！"], do_lower_case=False)
     reference = CharTokenizer(cased.vocab, do_lower_case=False, reference=True)
     assert cased.encode_batch(batch, 64) == reference.encode_batch(batch, 64)
+
+
+def _c_compiler() -> str | None:
+    import shutil
+    import sysconfig
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(compiler)
+
+
+def test_c_loops_are_built_wherever_a_compiler_is(subword_pair):
+    """The README's install builds _speedups.c; only a machine without a C compiler runs the Python loops."""
+    from ernie_tiny.tokenization.speedups import compiled_speedups
+
+    if _c_compiler() is None:
+        pytest.skip("no C compiler here: the Python loops run (same output)")
+    assert compiled_speedups() is not None, "the C extension was not built: reinstall with scripts/setup_env.sh"
+    assert subword_pair[0]._fast.compiled
+    if compiled_jieba() is not None:
+        assert compiled_jieba()._speedups is not None
+
+
+def _python_loop(tokenizer: SubwordTokenizer):
+    from ernie_tiny.tokenization.subword.fast_path import ConstrainedTokens
+
+    config = tokenizer.config
+    return ConstrainedTokens(tokenizer.pieces, tokenizer._spm_to_vocab, config.do_lower_case, config.nfkc,
+                             compiled=False)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(texts, han_texts), min_size=1, max_size=6))
+def test_c_loop_equals_python_loop(subword_pair, batch):
+    fast = subword_pair[0]._fast
+    if not fast.compiled:
+        pytest.skip("the C extension is not built here")
+    assert fast.encode_columns(batch) == [tuple(map(list, c)) for c in _python_loop(subword_pair[0]).encode_columns(batch)]
+
+
+def test_c_loop_takes_multi_word_pieces_like_python(subword_pair):
+    """Texts where pieces spanning two or more jieba words win, on both loops (and the reference)."""
+    fast, reference = subword_pair
+    if not fast._fast.compiled:
+        pytest.skip("the C extension is not built here")
+    python = _python_loop(fast)
+    chose_pieces = []
+    best_units = python._best_units
+    python._best_units = lambda words, units: chose_pieces.append(best_units(words, units)) or chose_pieces[-1]
+    texts = [t for t in peoples_daily_texts()[:400] if t]
+    py_columns = python.encode_columns(texts)
+    assert fast._fast.encode_columns(texts) == [tuple(map(list, c)) for c in py_columns]
+    spanning = sum(any(len(unit[0]) == 1 and unit[4] is False and unit[6] is None and unit[3] == 0.0 for unit in chosen)
+                   for chosen in chose_pieces)
+    assert spanning > 0, "no text took a multi-word piece: the test would not exercise that branch"
+    assert fast.encode_batch(texts[:50]) == reference.encode_batch(texts[:50])
+
+
+def test_stale_c_build_falls_back_to_python(subword_pair, monkeypatch):
+    """An editable install built before _speedups.c changed (another VERSION) is ignored, not trusted."""
+    from ernie_tiny.tokenization import speedups
+
+    monkeypatch.setattr(speedups, "SPEEDUPS_VERSION", -1)
+    assert speedups.compiled_speedups() is None
+    fast, reference = subword_pair
+    stale = _python_loop(fast)
+    assert not stale.compiled
+    batch = ["酒店很干净 房间不错", "Ｈello  世界！", ""]
+    assert stale.encode_columns(batch) == [tuple(map(list, c)) for c in fast._fast.encode_columns(batch)]
+
+
+def test_c_loop_rejects_bad_arguments_with_python_errors():
+    from ernie_tiny.tokenization.speedups import compiled_speedups
+
+    chunks = compiled_speedups()
+    if chunks is None:
+        pytest.skip("the C extension is not built here")
+    unit = ((7,), ((0, 2),), (2,), -1.5, False, 2, None)
+    assert chunks.encode_texts([["酒店"]], [1], {"酒店": unit}, {}, set()) == ([([7], [0], [2])], 0)
+    with pytest.raises(KeyError):
+        chunks.encode_texts([["房间"]], [1], {"酒店": unit}, {}, set())
+    with pytest.raises(ValueError, match="chunk_counts"):
+        chunks.encode_texts([["酒店"]], [2], {"酒店": unit}, {}, set())
+    with pytest.raises(ValueError, match="chunk_counts"):
+        chunks.encode_texts([["酒店"], ["酒店"]], [1], {"酒店": unit}, {}, set())
+    with pytest.raises(TypeError):
+        chunks.encode_texts([["酒店"]], [1], {"酒店": (1, 2)}, {}, set())
+    with pytest.raises(TypeError):
+        chunks.encode_texts([["酒店"]], [1], {"酒店": unit}, {}, ["not a set"])
+    # a two-word piece that beats the words' own cuts: one token over both, counted as a new pair
+    starter = ((7,), ((0, 2),), (2,), -5.0, True, 2, {})
+    table = {"酒店很": (-1.0, 9)}
+    assert chunks.encode_texts([["酒店", "很"]], [1], {"酒店": starter, "很": ((8,), ((0, 1),), (1,), -5.0, False, 1, None)},
+                               table, {"酒店"}) == ([([9], [0], [3])], 1)
+    assert starter[6] == {"很": ((-1.0, 9), False)}
+
+
+def _route_pair():
+    import rjieba
+
+    compiled = compiled_jieba()
+    if compiled is None or compiled._speedups is None:
+        pytest.skip("rjieba or the C extension is not here")
+    return compiled, wordseg.CompiledJieba(rjieba.Jieba(), compiled=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(texts, han_texts))
+def test_c_route_grouping_equals_python(text):
+    compiled, python = _route_pair()
+    assert python._speedups is None
+    assert compiled.words(text) == python.words(text)
+
+
+def test_c_route_grouping_on_runs_dictionary_runs_and_ascii_words():
+    compiled, python = _route_pair()
+    cases = ["赞赞赞赞赞", "我们1.5天后入住酒店", "ab12 c3", "哈哈哈哈哈哈", "1-2", "1.check", "C++很好用", "", "的", "abc"]
+    for text in cases:
+        assert compiled.words(text) == python.words(text), text
+    route = ["我", "是", "ab", "，", "x"]
+    seen = []
+    words = compiled._speedups.jieba_words(route, lambda run: seen.append(run) or run == "我是ab",
+                                           lambda run: ("never",))
+    assert words == ["我", "是", "a", "b", "，", "x"] and seen == ["ab", "我是ab"]  # a dictionary run splits into chars
+    assert compiled._speedups.jieba_words(["ab"], lambda word: True, lambda run: ()) is None
+    with pytest.raises(TypeError):
+        compiled._speedups.jieba_words(["我", 3], lambda w: False, lambda run: (run,))
+    with pytest.raises(ZeroDivisionError):  # an error in a callback propagates
+        compiled._speedups.jieba_words(["我", "是"], lambda w: 1 / 0, lambda run: (run,))

@@ -4,8 +4,10 @@ ERNIE Slim's second strategy replaces a word "by a random word of the same part 
 speech from the data set". The data set's words and tags come from ``jieba.posseg``,
 which is slow: its HMM tagger runs in pure Python at ~180 texts/s on one core for
 ChnSentiCorp hotel reviews (~130 chars each), so :func:`tag_texts` splits the unique
-texts into chunks over worker processes and caches the result as JSON keyed by the
-texts, the jieba version and the HMM flag. ``hmm=False`` is ~7x faster but never
+texts into chunks over worker processes
+(:func:`ernie_tiny.tokenization.wordseg.pos_words_many`) and caches the result as JSON
+keyed by the texts, the jieba version, the HMM flag and the dictionary state jieba cuts with
+(:func:`ernie_tiny.tokenization.wordseg.pos_dictionary_digest`). ``hmm=False`` is ~7x faster but never
 discovers new words (unknown runs are split into single characters).
 
 Example::
@@ -19,18 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from ernie_tiny.io_utils import atomic_write_text
-from ernie_tiny.tokenization.wordseg import jieba_version, pos_word_tags, pos_words
+from ernie_tiny.tokenization.wordseg import jieba_version, pos_dictionary_digest, pos_word_tags, pos_words_many
 
 CACHE_FORMAT = 1
 CHUNK_SIZE = 200  # texts per worker task: small enough to balance 2 workers and to report progress
@@ -53,14 +53,14 @@ def is_blank(word: str) -> bool:
     return not word.strip()
 
 
-def _tag_chunk(texts: Sequence[str], hmm: bool) -> list[list[tuple[str, str]]]:
-    """posseg every text of one chunk (runs in a worker process)."""
-    return [pos_words(text, hmm) for text in texts]
+def _tag_chunk(texts: Sequence[str], hmm: bool, workers: int, progress: Progress | None) -> list[list[tuple[str, str]]]:
+    """posseg words of the distinct texts no cache holds, in chunks of :data:`CHUNK_SIZE` over ``workers``."""
+    return pos_words_many(texts, hmm, workers, CHUNK_SIZE, progress)
 
 
 def _cache_key(unique_texts: Sequence[str], hmm: bool) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, jieba_version(), hmm]).encode("utf-8"))
+    digest.update(json.dumps([CACHE_FORMAT, jieba_version(), hmm, pos_dictionary_digest()]).encode("utf-8"))
     for text in unique_texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
@@ -81,19 +81,14 @@ def _read_cache(path: Path, count: int) -> list[list[tuple[str, str]]] | None:
     return tagged
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork shares the parent's loaded jieba dictionary; spawn (macOS/Windows) reloads it per worker.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
-
-
 def tag_texts(texts: Sequence[str], hmm: bool = True, workers: int = 1, cache_dir: str | os.PathLike | None = None,
               progress: Progress | None = None) -> list[tuple[TaggedWord, ...]]:
     """``jieba.posseg`` words and tags of every text, in input order; ``"".join(words) == text``.
 
     Each distinct text is tagged once, in ``workers`` processes when > 1. With ``cache_dir``
     the result is stored as ``posseg-<key>.json`` and read back on the next call with the
-    same texts. jieba is deterministic, so workers and cache never change the result.
+    same texts and the same jieba dictionary (a word added to or removed from it gives another
+    key). jieba is deterministic, so workers and cache never change the result.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -104,20 +99,7 @@ def tag_texts(texts: Sequence[str], hmm: bool = True, workers: int = 1, cache_di
         cache_path = Path(cache_dir) / f"posseg-{_cache_key(unique, hmm)}.json"
         tagged = _read_cache(cache_path, len(unique))
     if tagged is None:
-        pos_word_tags()  # load the dictionary before forking, so workers share it
-        chunks = [unique[i:i + CHUNK_SIZE] for i in range(0, len(unique), CHUNK_SIZE)]
-        tagged = []
-        if workers > 1 and len(chunks) > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
-                for chunk_tags in pool.map(_tag_chunk, chunks, [hmm] * len(chunks)):
-                    tagged.extend(chunk_tags)
-                    if progress is not None:
-                        progress(len(tagged), len(unique))
-        else:
-            for chunk in chunks:
-                tagged.extend(_tag_chunk(chunk, hmm))
-                if progress is not None:
-                    progress(len(tagged), len(unique))
+        tagged = _tag_chunk(unique, hmm, workers, progress)
         if cache_path is not None:
             atomic_write_text(cache_path, json.dumps({"format": CACHE_FORMAT, "hmm": hmm, "tagged": tagged},
                                                      ensure_ascii=False))

@@ -47,7 +47,7 @@ RESUMABLE_CHANGES = frozenset({"resume", "overwrite", "out_dir", "device", "opti
 class GeneralDistillResult:
     out_dir: Path
     student_dir: Path
-    steps: int
+    steps: int  # steps run (under --max-minutes, what the time budget fixed)
     texts: int
     train_seconds: float
 
@@ -98,17 +98,18 @@ def general_in_context(config: GeneralDistillConfig, ctx: DistributedContext, co
                       student_tokenizer=student_tok.tokenizer, objective=setup.objective,
                       checkpoint_extra={"teacher": config.teacher, "presets": presets, "general_distillation": True})
 
-    def on_stage_end(stage: Stage) -> None:
-        session.save_student(out_dir / STUDENT_DIR, {"stage": stage.value, "steps": config.steps})
+    def on_stage_end(stage: Stage, steps: int) -> None:
+        session.save_student(out_dir / STUDENT_DIR, {"stage": stage.value, "steps": steps})
 
     state = run_stages(session, [StagePlan(Stage.intermediate, config.steps, config.optim.lr)], start.resume,
                        after_step, on_stage_end)
     barrier(ctx)
+    steps = state.steps[Stage.intermediate.value]
     if ctx.is_main:
         write_run_summary(out_dir, {
-            "steps": config.steps, "texts": len(texts), "presets": presets, "student_tokenizer": student_tok.source,
+            "steps": steps, "texts": len(texts), "presets": presets, "student_tokenizer": student_tok.source,
             "student_dir": str(out_dir / STUDENT_DIR), "world_size": ctx.world_size, "device": str(ctx.device),
             "train_seconds": round(state.train_seconds, 1), "wall_seconds": round(time.perf_counter() - wall_start, 1),
             "config": plain(config)})
         console.print(f"general-distilled student: {out_dir / STUDENT_DIR}")
-    return GeneralDistillResult(out_dir, out_dir / STUDENT_DIR, config.steps, len(texts), state.train_seconds)
+    return GeneralDistillResult(out_dir, out_dir / STUDENT_DIR, steps, len(texts), state.train_seconds)

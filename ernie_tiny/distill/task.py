@@ -112,7 +112,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
                       main_metric=task.main_metric, task_name=task.name, labels=list(task.labels),
                       checkpoint_extra={"teacher": config.teacher, "presets": presets})
 
-    def on_stage_end(stage: Stage) -> None:
+    def on_stage_end(stage: Stage, steps: int) -> None:
         if stage is Stage.intermediate:
             session.save_student(out_dir / INTERMEDIATE_DIR, {"stage": stage.value})
 
@@ -132,7 +132,7 @@ def distill_in_context(config: DistillConfig, ctx: DistributedContext, console: 
             "task": task.name, "main_metric": task.main_metric, "teacher": scores["teacher"],
             "student": scores["student"], "retention_pct": retention, "student_dir": str(student_dir),
             "best_step": state.best.step, "best_dev": state.best.dev,
-            "steps": {p.stage.value: p.steps for p in plans}, "presets": presets,
+            "steps": state.steps, "planned_steps": {p.stage.value: p.steps for p in plans}, "presets": presets,
             "student_tokenizer": student_tok.source, "examples": {**{s: len(v) for s, v in examples.items()},
                                                                   "augmented": augmented},
             "mean_train_tokens": mean_tokens(items[:len(examples["train"])]),

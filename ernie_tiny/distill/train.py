@@ -90,6 +90,7 @@ class Session:
 class StagesOutcome:
     best: BestRecord  # of the stage that evaluates (prediction or joint); empty for intermediate-only runs
     train_seconds: float  # all stages, summed over resumed segments
+    steps: dict[str, int]  # steps each stage ran (a time budget may fix fewer than planned), by stage name
 
 
 def step_flops(session: Session) -> Callable[[DistillBatch], int]:
@@ -143,20 +144,22 @@ def stage_spec(session: Session, plan: StagePlan, batch_order: BatchOrder = Batc
 
 def run_stages(session: Session, plans: list[StagePlan], saved: TrainingState | None,
                after_step: Callable[[int], None] | None = None,
-               on_stage_end: Callable[[Stage], None] | None = None) -> StagesOutcome:
+               on_stage_end: Callable[[Stage, int], None] | None = None) -> StagesOutcome:
     """Run the stages in order, each a loop run with a fresh AdamW, continuing ``saved`` (``last.pt``) if given.
 
     ``saved`` comes from :func:`ernie_tiny.training.loop.start_run`, which checked its settings.
 
-    ``on_stage_end(stage)`` runs after each stage (it writes checkpoints, so it runs again
+    ``on_stage_end(stage, steps run)`` runs after each stage (it writes checkpoints, so it runs again
     for a stage that had just ended when the run was interrupted); ``after_step(global_step)``
     runs after each step (tests raise from it to simulate a crash).
     """
     ctx = session.ctx
     state_path = session.out_dir / LAST_STATE
     first, seconds_before = 0, 0.0
+    steps_run: dict[str, int] = {}  # stages already run (under --max-minutes a stage may run fewer steps)
     if saved is not None:
         first, seconds_before = saved.extra["stage_index"], saved.extra["seconds_before_stage"]
+        steps_run = dict(saved.extra.get("stage_steps", {p.stage.value: p.steps for p in plans[:first]}))
         if ctx.is_main:
             session.console.print(f"resumed from {state_path}: stage {plans[first].stage.value}, "
                                   f"step {saved.step} of {plans[first].steps}")
@@ -172,16 +175,18 @@ def run_stages(session: Session, plans: list[StagePlan], saved: TrainingState | 
         plan = plans[index]
         run = RunContext(ctx, session.out_dir, session.config, session.console, metrics, step_offset=offsets[index],
                          extra={"stage": plan.stage.value, "stage_index": index,
-                                "seconds_before_stage": seconds_before, "batch_order": batch_order.value},
+                                "seconds_before_stage": seconds_before, "batch_order": batch_order.value,
+                                "stage_steps": dict(steps_run)},
                          after_step=after_step)
         state = train(stage_spec(session, plan, batch_order), replace(session.optim, lr=plan.lr), run,
                       saved if index == first else None)
         seconds_before += state.train_seconds
+        steps_run[plan.stage.value] = state.step
         if plan.stage.matches_logits:
             best = state.best
         barrier(ctx)
         if on_stage_end is not None:
-            on_stage_end(plan.stage)
+            on_stage_end(plan.stage, state.step)
     if metrics is not None:
         metrics.write_csv()
-    return StagesOutcome(best, seconds_before)
+    return StagesOutcome(best, seconds_before, steps_run)

@@ -11,8 +11,9 @@ a key over
 
 - the corpus: its files' bytes and layout (a file corpus), or its sentences and gold words (the
   embedded corpus), and the sentence splitter;
-- the segmenter: the cache format, jieba's version, the HMM flag and jieba's word/tag dictionary
-  (so a user dictionary added to it changes the key too).
+- the segmenter: the cache format, jieba's version, the HMM flag and the dictionary state posseg cuts
+  with (:func:`ernie_tiny.tokenization.wordseg.pos_dictionary_digest`: word frequencies, their total
+  and the tags, so any word added to, removed from or re-weighted in jieba changes the key too).
 
 Any change gives another key, hence a fresh segmentation; the file is written atomically, so a
 crashed or concurrent build never leaves half a cache. :class:`LiveWords` segments the same
@@ -27,11 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import zipfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +41,7 @@ from ernie_tiny.io_utils import atomic_open
 from ernie_tiny.pretrain.corpus import TextCorpus
 from ernie_tiny.pretrain.documents import SENTENCE_CLOSERS, SENTENCE_END, Document
 from ernie_tiny.pretrain.units import SentenceWords, TextWords, tag_classes
-from ernie_tiny.tokenization.wordseg import jieba_version, pos_word_tags, pos_words
+from ernie_tiny.tokenization.wordseg import jieba_version, pos_dictionary_digest, pos_words, pos_words_many
 
 CACHE_FORMAT = 2  # 2: gold words stored too
 CHUNK_SENTENCES = 500  # sentences per worker task: balances the workers and paces the progress reports
@@ -131,10 +130,8 @@ def default_cache_dir() -> Path:
 
 
 def segmenter_key(hmm: bool) -> dict:
-    """What the segmentation depends on besides the text: format, jieba version, HMM flag, dictionary."""
-    table = pos_word_tags()
-    dictionary = hashlib.sha256("\n".join(f"{word}\t{tag}" for word, tag in table.items()).encode("utf-8"))
-    return {"format": CACHE_FORMAT, "jieba": jieba_version(), "hmm": hmm, "dictionary": dictionary.hexdigest()[:16]}
+    """What the segmentation depends on besides the text: format, jieba version, HMM flag, dictionary state."""
+    return {"format": CACHE_FORMAT, "jieba": jieba_version(), "hmm": hmm, "dictionary": pos_dictionary_digest()[:16]}
 
 
 def corpus_key(corpus) -> str:
@@ -149,17 +146,6 @@ def corpus_key(corpus) -> str:
     return digest.hexdigest()
 
 
-def _segment_chunk(sentences: Sequence[str], hmm: bool) -> list[list[tuple[str, str]]]:
-    """posseg every sentence of one chunk (runs in a worker process)."""
-    return [sentence_pos_words(sentence, hmm) for sentence in sentences]
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork shares the parent's loaded jieba dictionary; spawn (macOS/Windows) reloads it per worker.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
-
-
 def segment_corpus(corpus, hmm: bool = True, workers: int = 1, progress: Progress | None = None) -> CachedWords:
     """Words of every sentence: gold ones as they are, the others by jieba, each distinct sentence once."""
     if workers < 1:
@@ -171,22 +157,7 @@ def segment_corpus(corpus, hmm: bool = True, workers: int = 1, progress: Progres
         sentences.extend(doc.words if doc.words is not None else doc.sentences)
         document_starts[d + 1] = len(sentences)
     unique = list(dict.fromkeys(s for s in sentences if isinstance(s, str)))
-    chunks = [unique[i:i + CHUNK_SENTENCES] for i in range(0, len(unique), CHUNK_SENTENCES)]
-    segmented: list[list[tuple[str, str]]] = []
-    pos_word_tags()  # load the dictionary before forking, so workers share it
-    if progress is not None:
-        progress(0, len(unique))
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
-            for words in pool.map(_segment_chunk, chunks, [hmm] * len(chunks)):
-                segmented.extend(words)
-                if progress is not None:
-                    progress(len(segmented), len(unique))
-    else:
-        for chunk in chunks:
-            segmented.extend(_segment_chunk(chunk, hmm))
-            if progress is not None:
-                progress(len(segmented), len(unique))
+    segmented = pos_words_many(unique, hmm, workers, CHUNK_SENTENCES, progress, words_of=sentence_pos_words)
     gold = list(dict.fromkeys(s for s in sentences if not isinstance(s, str)))
     tags = sorted({tag for words in segmented + gold for _, tag in words})
     tag_ids = {tag: i for i, tag in enumerate(tags)}

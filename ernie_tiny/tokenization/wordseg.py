@@ -3,7 +3,9 @@
 - :class:`JiebaSegmenter` / :class:`MaxMatchSegmenter`: the segmenters that run before sentencepiece
   (jieba, or the ERNIE-tiny release's dictionary matching);
 - :func:`default_jieba`: jieba with its default dictionary, loaded once per process, quietly;
-- :func:`pos_words`: ``jieba.posseg`` words and part-of-speech tags (knowledge masking, augmentation).
+- :func:`pos_words`: ``jieba.posseg`` words and part-of-speech tags (knowledge masking, augmentation);
+  :func:`pos_words_many` runs it over many texts in worker processes, :func:`pos_dictionary_digest`
+  names the dictionary state its cuts depend on (for caches of its output).
 
 :class:`JiebaSegmenter` gives jieba's own cuts, computed fast: jieba-rs (``rjieba``, compiled)
 finds the dictionary route with HMM off, and jieba's HMM step runs here, in Python, on the runs of
@@ -20,10 +22,18 @@ words that concatenate back to it exactly. Usage::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import marshal
+import multiprocessing
 import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from typing import Protocol
+
+from ernie_tiny.tokenization.speedups import compiled_speedups
 
 # jieba.load_userdict's own line format: "word [freq] [tag]".
 _USER_DICT_LINE = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
@@ -133,20 +143,30 @@ class CompiledJieba:
     all-ASCII-alphanumeric word (checked per word; a hit hands the text back to Python jieba).
     """
 
-    def __init__(self, rjieba_tokenizer) -> None:  # noqa: ANN001 (rjieba.Jieba has no stubs we rely on)
+    def __init__(self, rjieba_tokenizer, compiled: bool = True) -> None:  # noqa: ANN001 (rjieba has no stubs)
+        """``compiled``: group the route in C (``jieba_words`` in ``_speedups.c``) where it is built."""
         import jieba.finalseg
 
         self._cut = rjieba_tokenizer.cut
         self._has_word = rjieba_tokenizer.has_word
         self._hmm_words = lru_cache(maxsize=HMM_CACHE_SIZE)(lambda run: tuple(jieba.finalseg.cut(run)))
+        self._speedups = compiled_speedups() if compiled else None
 
     def words(self, text: str) -> list[str] | None:
         """jieba's words of ``text``, or None where only Python jieba can tell (rare; see the class)."""
         if _COMPILED_DIFFERS.search(text) is not None:
             return None
+        if self._speedups is not None:
+            out = self._speedups.jieba_words(self._cut(text, False), self._has_word, self._hmm_words)
+        else:
+            out = self._route_words(self._cut(text, False))
+        return out if out is not None and "".join(out) == text else None
+
+    def _route_words(self, route: list[str]) -> list[str] | None:
+        """jieba's words from the HMM-off route (the C ``jieba_words`` is this loop)."""
         out: list[str] = []
         run = ""  # consecutive single-char route words of one block, for the HMM
-        for word in self._cut(text, False):
+        for word in route:
             if len(word) == 1:
                 if "\u4e00" <= word <= "\u9fd5" or word in _ASCII_BLOCK_CHARS:
                     run += word
@@ -162,7 +182,7 @@ class CompiledJieba:
             out.append(word)
         if run:
             self._flush(run, out)
-        return out if "".join(out) == text else None
+        return out
 
     def _flush(self, run: str, out: list[str]) -> None:
         """jieba's ``__cut_DAG`` on a finished run of single chars: alone, its chars, or the HMM's words."""
@@ -269,3 +289,76 @@ class MaxMatchSegmenter:
             out.append(text[start:start + size])
             start += size
         return out
+
+
+POS_CHUNK_SIZE = 200  # texts per worker task in pos_words_many: balances the workers and paces the progress
+
+
+def _pos_words_chunk(words_of: Callable[[str, bool], list[tuple[str, str]]], texts: Sequence[str],
+                     hmm: bool) -> list[list[tuple[str, str]]]:
+    """``words_of`` every text of one chunk (runs in a worker process: top-level, so spawn can pickle it)."""
+    return [words_of(text, hmm) for text in texts]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork shares the parent's loaded jieba dictionary; spawn (macOS/Windows) reloads it per worker.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def pos_words_many(texts: Sequence[str], hmm: bool = True, workers: int = 1, chunk_size: int = POS_CHUNK_SIZE,
+                   progress: Callable[[int, int], None] | None = None,
+                   words_of: Callable[[str, bool], list[tuple[str, str]]] = pos_words) -> list[list[tuple[str, str]]]:
+    """``words_of(text, hmm)`` of every text, in input order: :func:`pos_words` unless a caller wraps it.
+
+    ``texts`` should be distinct (callers deduplicate; a repeated text is cut again). With
+    ``workers`` > 1 the texts go in chunks of ``chunk_size`` to worker processes, forked where the
+    platform can (so they share the parent's loaded dictionary, including words added to it);
+    ``words_of`` must then be a top-level function (spawn pickles it by name). ``progress(done,
+    total)`` is called with ``(0, total)`` first, then after each chunk. jieba is deterministic, so
+    the result never depends on ``workers`` or ``chunk_size``.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunks = [texts[i:i + chunk_size] for i in range(0, len(texts), chunk_size)]
+    _posseg()  # load the dictionary before forking, so workers share it
+    out: list[list[tuple[str, str]]] = []
+    if progress is not None:
+        progress(0, len(texts))
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
+            for words in pool.map(_pos_words_chunk, [words_of] * len(chunks), chunks, [hmm] * len(chunks)):
+                out.extend(words)
+                if progress is not None:
+                    progress(len(out), len(texts))
+    else:
+        for chunk in chunks:
+            out.extend(_pos_words_chunk(words_of, chunk, hmm))
+            if progress is not None:
+                progress(len(out), len(texts))
+    return out
+
+
+def pos_dictionary_digest() -> str:
+    """sha256 (hex) of the dictionary state :func:`pos_words`'s cuts depend on, for keys of caches of its output.
+
+    That is the word frequencies and their total in the tokenizer ``jieba.posseg`` cuts with (they
+    decide the route) and posseg's word -> tag table, user words' tags included. It is computed afresh
+    on every call (~0.13 s on the default dictionary), so every change gives another digest:
+    ``add_word`` with or without a tag, ``del_word`` (which keeps the table's size and total),
+    ``suggest_freq(..., tune=True)``, ``load_userdict``, another dictionary. The same tables filled
+    in another order give another digest too: a needless rebuild of a cache, never a stale one.
+    Not covered: jieba's code and its HMM model tables (the jieba version stands for them).
+    """
+    posseg = _posseg().dt
+    posseg.tokenizer.check_initialized()  # as the next cut would: a jieba.set_dictionary takes effect here
+    posseg.makesure_userdict_loaded()  # user words' tags join the tag table, as at the next cut
+    digest = hashlib.sha256(json.dumps(posseg.tokenizer.total).encode("utf-8"))
+    for table in (posseg.tokenizer.FREQ, posseg.word_tag_tab):
+        # marshal format 2 writes no back-references, so the bytes depend on the table's items and
+        # order only (the digest is the same on Python 3.10-3.13: a cache built here serves a GPU
+        # host); it serialises the ~500k entries in C (json or pickle take 2-4x longer)
+        digest.update(marshal.dumps(table, 2))
+    return digest.hexdigest()

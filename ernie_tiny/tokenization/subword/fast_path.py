@@ -10,7 +10,10 @@ computed with less Python per char and per token:
 - each word's pieces are cached already in vocab ids, with their lengths, the word's score and
   whether it can begin a multi-word piece; the Viterbi over word boundaries builds nothing until
   a multi-word piece wins, and spans are running sums of piece lengths (``itertools.accumulate``);
-- spans are mapped through ``origin`` only for the texts whose normalisation moved chars.
+- spans are mapped through ``origin`` only for the texts whose normalisation moved chars;
+- the per-token loop (the Viterbi and the tokens of each chunk) runs in C (``encode_texts`` in
+  ``tokenization/_speedups.c``, built at install) for a whole batch in one call; where it is not
+  built, the same loop runs here in Python (``compiled=False`` forces it: the reference of the C loop).
 
 Usage (``SubwordTokenizer`` builds one)::
 
@@ -24,6 +27,7 @@ from itertools import accumulate, chain
 from operator import itemgetter
 
 from ernie_tiny.tokenization.subword.normalize import normalize_one_to_one, normalize_text_by_char
+from ernie_tiny.tokenization.speedups import compiled_speedups
 from ernie_tiny.tokenization.subword.pieces import MAX_CACHED_WORDS, PieceEncoder
 
 Token = tuple[int, int, int]  # (vocab id, start, end)
@@ -43,7 +47,9 @@ MAX_CACHED_PAIRS = 1 << 21  # word pairs remembered inside the word cache; past 
 class ConstrainedTokens:
     """Vocab-id tokens with ORIGINAL-text spans for a :class:`PieceEncoder` in word-constraint mode."""
 
-    def __init__(self, pieces: PieceEncoder, spm_to_vocab: list[int], do_lower_case: bool, nfkc: bool):
+    def __init__(self, pieces: PieceEncoder, spm_to_vocab: list[int], do_lower_case: bool, nfkc: bool,
+                 compiled: bool = True):
+        """``compiled``: use the C loop where it is built (False: always the Python loop)."""
         if pieces.segmenter is None:
             raise ValueError("ConstrainedTokens needs a word segmenter")
         self._pieces = pieces
@@ -56,6 +62,12 @@ class ConstrainedTokens:
         self._prefixes = pieces._piece_prefixes
         self._cache: dict[str, Unit] = {}
         self._pairs = 0  # word pairs cached in the units' follower tables
+        self._speedups = compiled_speedups() if compiled else None
+
+    @property
+    def compiled(self) -> bool:
+        """True when the per-token loop runs in C."""
+        return self._speedups is not None
 
     def encode(self, texts: list[str]) -> list[list[Token]]:
         """Tokens of each text: ``(vocab id, start, end)``, spans in chars of the text as given."""
@@ -94,6 +106,14 @@ class ConstrainedTokens:
                 cache.clear()
                 missing = {word for words in chunk_words for word in words}
             self._add_words(missing)
+        if self._speedups is not None:
+            columns, pairs = self._speedups.encode_texts(chunk_words, chunk_counts, cache, self._table, self._prefixes)
+            self._pairs += pairs
+            for index, origin in enumerate(origins):
+                if origin is not None:
+                    ids, starts, ends = columns[index]
+                    columns[index] = (ids, *_to_source(starts, ends, origin, len(texts[index])))
+            return columns
         out = []
         next_chunk = 0
         for text, origin, count in zip(texts, origins, chunk_counts):
