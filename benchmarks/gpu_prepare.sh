@@ -48,4 +48,15 @@ from ernie_tiny.pretrain.wordcache import corpus_words, default_cache_dir
 corpus_words(EmbeddedCorpus.load(), True, default_cache_dir(), workers=2)
 PY
 tar -C .gpu/words-build -cJf .gpu/words.tar.xz words && rm -rf .gpu/words-build
+# the tokenizers' C loops built for the host's Python, in case it cannot build them itself (no headers there);
+# gpu_check.sh builds them there first and falls back to this file
+pybin=$(command -v "python$pyver" || ls /root/.pyenv/versions/"$pyver"*/bin/python"$pyver" 2>/dev/null | head -1 || true)
+if [ -n "$pybin" ] && command -v gcc >/dev/null; then
+  include=$("$pybin" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  suffix=$("$pybin" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+  mkdir -p .gpu/speedups && gcc -shared -fPIC -O2 -Werror=implicit-function-declaration -I"$include" \
+    ernie_tiny/tokenization/_speedups.c -o ".gpu/speedups/_speedups$suffix"
+else
+  echo "gpu_prepare: no python$pyver or gcc here: the GPU host must build _speedups.c itself" >&2
+fi
 du -sh .gpu

@@ -43,10 +43,10 @@ def tokenizer_rows(result: dict | None) -> list[str]:
             stats = measured.get("rows", {}).get(label, {})
             ratio, ms32 = stats.get("x_jieba_lcut"), stats.get("ms_per_32")
             if ratio is not None:
-                hot = measured.get("hot_path", {})
+                hot, label = measured.get("hot_path", {}), name
                 if role == "student" and hot and not (hot.get("c_loop") and hot.get("jieba_rs")):
-                    name += " (Python fallback: " + ", ".join(k for k in ("c_loop", "jieba_rs") if not hot.get(k)) + ")"
-                rows.append(row("tokenizer (host CPU, 1 thread)", f"{role} tokenizer time / jieba.lcut, {name} dev",
+                    label += " (Python fallback: " + ", ".join(k for k in ("c_loop", "jieba_rs") if not hot.get(k)) + ")"
+                rows.append(row("tokenizer (host CPU, 1 thread)", f"{role} tokenizer time / jieba.lcut, {label} dev",
                                 f"{ratio:.2f}x" + (f" ({ms32:.2f} ms per 32 examples)" if ms32 is not None else ""),
                                 "<= 0.35x" if role == "student" else "", ratio <= 0.35 if role == "student" else None))
     return rows
@@ -111,11 +111,11 @@ def train_rows(result: dict | None) -> list[str]:
     for trained in result.get("rows", []):
         name, speed = trained["trainer"], trained["examples_per_s"]
         target = TRAIN_TARGETS.get(trained.get("kind", ""))
-        out.append(row("training", f"{name}: examples/s ({trained.get('tflops', float('nan')):.1f} TFLOP/s)",
+        out.append(row(f"{WHERE} training", f"{name}: examples/s ({trained.get('tflops', float('nan')):.1f} TFLOP/s)",
                        f"{speed:,.0f}", f">= {target:,}" if target else "", speed >= target if target else None))
         if trained.get("kind") == "pretrain" and "data_wait" in trained:
             busy = 1 - trained["data_wait"]
-            out.append(row("training", f"{name}: share of time not waiting for data", f"{busy:.1%}", ">= 90%",
+            out.append(row(f"{WHERE} training", f"{name}: share of time not waiting for data", f"{busy:.1%}", ">= 90%",
                            busy >= 0.9))
     return out
 

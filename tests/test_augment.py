@@ -271,7 +271,7 @@ def test_tagging_in_workers_and_from_cache_matches(tmp_path, monkeypatch):
     def no_tagging(*args, **kwargs):
         raise AssertionError("tags should come from the cache")
 
-    monkeypatch.setattr(augment_pos, "_tag_chunk", no_tagging)
+    monkeypatch.setattr(augment_pos, "_tag_uncached", no_tagging)
     assert tag_texts(texts, cache_dir=tmp_path) == serial
     assert all(isinstance(w, TaggedWord) for w in serial[0])
 

@@ -53,7 +53,7 @@ def is_blank(word: str) -> bool:
     return not word.strip()
 
 
-def _tag_chunk(texts: Sequence[str], hmm: bool, workers: int, progress: Progress | None) -> list[list[tuple[str, str]]]:
+def _tag_uncached(texts: Sequence[str], hmm: bool, workers: int, progress: Progress | None) -> list[list[tuple[str, str]]]:
     """posseg words of the distinct texts no cache holds, in chunks of :data:`CHUNK_SIZE` over ``workers``."""
     return pos_words_many(texts, hmm, workers, CHUNK_SIZE, progress)
 
@@ -99,7 +99,7 @@ def tag_texts(texts: Sequence[str], hmm: bool = True, workers: int = 1, cache_di
         cache_path = Path(cache_dir) / f"posseg-{_cache_key(unique, hmm)}.json"
         tagged = _read_cache(cache_path, len(unique))
     if tagged is None:
-        tagged = _tag_chunk(unique, hmm, workers, progress)
+        tagged = _tag_uncached(unique, hmm, workers, progress)
         if cache_path is not None:
             atomic_write_text(cache_path, json.dumps({"format": CACHE_FORMAT, "hmm": hmm, "tagged": tagged},
                                                      ensure_ascii=False))
