@@ -330,3 +330,83 @@ def test_c_route_grouping_on_runs_dictionary_runs_and_ascii_words():
         compiled._speedups.jieba_words(["我", 3], lambda w: False, lambda run: (run,))
     with pytest.raises(ZeroDivisionError):  # an error in a callback propagates
         compiled._speedups.jieba_words(["我", "是"], lambda w: 1 / 0, lambda run: (run,))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_batch_in_another_thread_cannot_clear_the_words_of_a_batch_in_flight(subword_pair, monkeypatch, compiled):
+    """`serve` tokenizes requests in threads. Thread A has just filled the word cache with its words when
+    thread B runs a batch whose words overflow the cache (it clears it): A must still find its words and
+    B must wait, then get its own tokens."""
+    import threading
+
+    from ernie_tiny.tokenization.subword import fast_path, pieces
+    from ernie_tiny.tokenization.subword.fast_path import ConstrainedTokens
+
+    tokenizer = subword_pair[0]
+    make = lambda: ConstrainedTokens(tokenizer.pieces, tokenizer._spm_to_vocab, True, True,  # noqa: E731
+                                     compiled=compiled)
+    batch_a, batch_b = ["酒店很干净，服务员态度很好"], ["房间太小了，早餐也不好吃"]
+    expected_a, expected_b = make().encode_columns(batch_a), make().encode_columns(batch_b)
+    shared = make()
+    if compiled and not shared.compiled:
+        pytest.skip("the C extension is not built here")
+    monkeypatch.setattr(fast_path, "MAX_CACHED_WORDS", 8)  # either batch alone fits; both do not
+    monkeypatch.setattr(pieces, "MAX_CACHED_WORDS", 8)
+    results, errors = {}, []
+    add_words = shared._add_words
+
+    def run_b() -> None:
+        try:
+            results["b"] = shared.encode_columns(batch_b)
+        except Exception as err:  # noqa: BLE001 (reported below)
+            errors.append(repr(err))
+
+    def add_words_then_let_b_run(words: set[str]) -> None:
+        add_words(words)
+        if "thread_b" not in results:
+            results["thread_b"] = thread_b = threading.Thread(target=run_b)
+            thread_b.start()
+            thread_b.join(timeout=1.0)  # B runs now unless the batch in flight holds the cache
+
+    shared._add_words = add_words_then_let_b_run
+    results["a"] = shared.encode_columns(batch_a)
+    results["thread_b"].join()
+    assert not errors, errors
+    assert results["a"] == expected_a and results["b"] == expected_b
+
+
+def test_the_reference_path_keeps_its_word_cache_to_one_batch_at_a_time(subword_pair, monkeypatch):
+    """PieceEncoder (the reference and release paths) fills its word cache, then reads it: a batch in
+    another thread that clears it in between must wait."""
+    import threading
+
+    from ernie_tiny.tokenization.subword import pieces as pieces_module
+    from ernie_tiny.tokenization.subword.pieces import PieceEncoder
+
+    reference = subword_pair[1].pieces
+    make = lambda: PieceEncoder(reference.processor, reference.segmenter, reference.boundary)  # noqa: E731
+    batch_a, batch_b = ["酒店很干净服务员态度很好"], ["房间太小了早餐也不好吃"]
+    expected_a, expected_b = make().encode(batch_a), make().encode(batch_b)
+    shared = make()
+    monkeypatch.setattr(pieces_module, "MAX_CACHED_WORDS", 8)
+    results, errors = {}, []
+    cache_words = shared._cache_words
+
+    def run_b() -> None:
+        try:
+            results["b"] = shared.encode(batch_b)
+        except Exception as err:  # noqa: BLE001 (reported below)
+            errors.append(repr(err))
+
+    def cache_then_let_b_run(words: set[str]) -> None:
+        cache_words(words)
+        if "thread_b" not in results:
+            results["thread_b"] = thread_b = threading.Thread(target=run_b)
+            thread_b.start()
+            thread_b.join(timeout=1.0)
+
+    shared._cache_words = cache_then_let_b_run
+    results["a"] = shared.encode(batch_a)
+    results["thread_b"].join()
+    assert not errors, errors
+    assert results["a"] == expected_a and results["b"] == expected_b

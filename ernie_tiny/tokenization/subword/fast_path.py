@@ -63,6 +63,7 @@ class ConstrainedTokens:
         self._cache: dict[str, Unit] = {}
         self._pairs = 0  # word pairs cached in the units' follower tables
         self._speedups = compiled_speedups() if compiled else None
+        self._lock = pieces.lock  # the word caches here and in PieceEncoder: one batch at a time
 
     @property
     def compiled(self) -> bool:
@@ -96,6 +97,12 @@ class ConstrainedTokens:
             else:
                 chunk_counts.append(0)
         chunk_words = self._words_of_texts(chunks) if self._words_of_texts else list(map(self._words_of, chunks))
+        with self._lock:  # one batch at a time fills, clears and reads the word cache (serve tokenizes in threads)
+            return self._encode_words(texts, origins, chunk_words, chunk_counts)
+
+    def _encode_words(self, texts: list[str], origins: list[tuple[int, ...] | None], chunk_words: list[list[str]],
+                      chunk_counts: list[int]) -> list[tuple[list[int], list[int], list[int]]]:
+        """The columns of each text from the words of its chunks (the word cache filled first)."""
         cache = self._cache
         if self._pairs > MAX_CACHED_PAIRS:  # bound the follower tables (between batches: units stay whole)
             cache.clear()

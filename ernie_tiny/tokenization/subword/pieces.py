@@ -17,6 +17,8 @@ longer. A piece is ``(sentencepiece id, start, end)`` in chars of the normalised
 
 from __future__ import annotations
 
+import threading
+
 from enum import Enum
 
 import sentencepiece as spm
@@ -90,6 +92,9 @@ class PieceEncoder:
         self.boundary = boundary
         self.lower_words = lower_words
         self._word_cache: dict[str, tuple[tuple[PieceSpan, ...], float]] = {}
+        # one batch at a time fills, clears and reads the word cache (`serve` tokenizes in threads);
+        # ConstrainedTokens, which reads this cache too, holds the same lock
+        self.lock = threading.Lock()
         scores = [processor.get_score(i) for i in range(processor.get_piece_size())]
         # Pieces a multi-word span may become: ordinary and user-defined pieces, never <unk>/control.
         self._piece_table: dict[str, tuple[float, int]] = {}
@@ -108,9 +113,10 @@ class PieceEncoder:
         """Pieces of each normalised text, offsets into that text."""
         if self.segmenter is None:
             return self._encode_chunks(texts)
-        if self.boundary is WordBoundary.SPACE:
-            return self._encode_space_joined(texts)
-        return self._encode_constrained(texts)
+        with self.lock:
+            if self.boundary is WordBoundary.SPACE:
+                return self._encode_space_joined(texts)
+            return self._encode_constrained(texts)
 
     # ---- no words: sentencepiece per whitespace chunk ---------------------------------------
 
