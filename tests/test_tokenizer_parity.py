@@ -410,3 +410,55 @@ def test_the_reference_path_keeps_its_word_cache_to_one_batch_at_a_time(subword_
     results["thread_b"].join()
     assert not errors, errors
     assert results["a"] == expected_a and results["b"] == expected_b
+
+
+# Columns of one text: ids (negative ones index id_to_token from the end, as a list does), spans of any shape.
+_columns = st.integers(0, 14).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(-40, 39), min_size=n, max_size=n), st.lists(st.integers(0, 600), min_size=n, max_size=n),
+    st.lists(st.integers(0, 3), min_size=n, max_size=n)).map(lambda c: (c[0], c[1], [s + w for s, w in zip(c[1], c[2])])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_columns, st.one_of(st.none(), _columns)), min_size=1, max_size=5), st.integers(3, 34))
+def test_c_encoding_assembly_equals_python(examples, max_len):
+    """encodings_from_columns in C == the Python loop (encoding_from_columns per example): ids, tokens,
+    type ids, spans (TokenSpan, shared), unk mask, truncation longest-first, every Encoding field."""
+    from dataclasses import fields
+
+    from ernie_tiny.tokenization.encoding import Encoding, encodings_from_columns
+    from ernie_tiny.tokenization.speedups import compiled_speedups
+
+    if compiled_speedups() is None:
+        pytest.skip("the C extension is not built here")
+    columns = [text for a, b in examples for text in ((a,) if b is None else (a, b))]
+    has_b = [b is not None for _, b in examples]
+    vocab = [f"t{i}" for i in range(40)]
+    built = encodings_from_columns(columns, has_b, max_len, 2, 3, 1, vocab)
+    expected = encodings_from_columns(columns, has_b, max_len, 2, 3, 1, vocab, compiled=False)
+    assert built == expected
+    for encoding in built:  # C sets the fields without __init__: every field there, spans as TokenSpan
+        assert [f.name for f in fields(Encoding)] == list(vars(encoding))
+        assert all(type(span) is TokenSpan for span in encoding.spans)
+        assert all(type(flag) is bool for flag in encoding.unk_mask) and type(encoding.truncated) is bool
+
+
+def test_c_encoding_assembly_rejects_what_python_rejects():
+    from ernie_tiny.tokenization.encoding import encodings_from_columns
+    from ernie_tiny.tokenization.speedups import compiled_speedups
+
+    if compiled_speedups() is None:
+        pytest.skip("the C extension is not built here")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a"]
+    text = ([4, 1], [0, 1], [1, 2])
+    assert encodings_from_columns([text], [False], 4, 2, 3, 1, vocab)[0].tokens == ["[CLS]", "a", "[UNK]", "[SEP]"]
+    for compiled in (True, False):
+        with pytest.raises(IndexError):
+            encodings_from_columns([([9], [0], [1])], [False], 8, 2, 3, 1, vocab, compiled=compiled)
+        with pytest.raises(ValueError):  # has_b asks for a second text that is not there
+            encodings_from_columns([text], [True], 8, 2, 3, 1, vocab, compiled=compiled)
+        with pytest.raises(ValueError):  # a text too many
+            encodings_from_columns([text, text], [False], 8, 2, 3, 1, vocab, compiled=compiled)
+    with pytest.raises(ValueError, match="differ in length"):
+        encodings_from_columns([([4, 4], [0], [1])], [False], 8, 2, 3, 1, vocab)
+    with pytest.raises(ValueError, match="no room"):
+        encodings_from_columns([text, text], [True], 2, 2, 3, 1, vocab)

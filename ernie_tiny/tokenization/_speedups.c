@@ -1,4 +1,4 @@
-/* The tokenizers' two per-word loops in C; each has the same loop in Python beside it, which runs where
+/* The tokenizers' per-word and per-token loops in C; each has the same loop in Python beside it, which runs where
  * this module is not built and is the reference of the parity tests (tests/test_tokenizer_parity.py).
  *
  * encode_texts(chunk_words, chunk_counts, cache, table, prefixes) -> (list[(ids, starts, ends)], pairs)
@@ -20,6 +20,15 @@
  *     pairs: how many word pairs were added to the units' follower tables (unit item 6, when a dict):
  *     next word -> (the two words' table entry or None, whether a longer piece begins with them).
  *     Spans are in chars of the normalised text; the caller maps them to source chars.
+ *
+ * encodings_from_columns(columns, has_b, max_len, cls_id, sep_id, unk_id, id_to_token, spans, specials, make)
+ *     -> list[Encoding]
+ *     encoding.py's encoding_from_columns for every example of a batch: [CLS] a [SEP] (b [SEP]) from
+ *     each text's (ids, starts, ends), truncated longest-first to max_len (one token at a time from
+ *     the longer text, from b on ties), with type ids, tokens (id_to_token[id]), unk mask and spans:
+ *     spans[(text_index, start, end)] (a dict that makes missing spans), specials[k] for the k-th
+ *     special token. `columns` holds each example's text a, then its text b where has_b says so;
+ *     each example is make(tokens, ids, type_ids, spans, unk_mask, truncated).
  *
  * jieba_words(route, has_word, hmm_words) -> list[str] | None
  *     CompiledJieba.words in wordseg.py after the route: jieba's precise-mode words from jieba-rs's
@@ -496,9 +505,204 @@ error:
     return NULL;
 }
 
+/* ---- encodings_from_columns -------------------------------------------------------------------- */
+
+/* One text's columns: new references to the three as fast sequences of one length; -1 on error. */
+static int text_columns(PyObject *columns, PyObject *out[3], Py_ssize_t *length) {
+    out[0] = out[1] = out[2] = NULL;
+    PyObject *fast = PySequence_Fast(columns, "columns must be (ids, starts, ends)");
+    if (fast == NULL) return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != 3) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "columns must be (ids, starts, ends)");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        out[i] = PySequence_Fast(PySequence_Fast_GET_ITEM(fast, i), "a column must be a sequence");
+        if (out[i] == NULL) goto fail;
+    }
+    Py_DECREF(fast);
+    *length = PySequence_Fast_GET_SIZE(out[0]);
+    if (PySequence_Fast_GET_SIZE(out[1]) != *length || PySequence_Fast_GET_SIZE(out[2]) != *length) {
+        PyErr_SetString(PyExc_ValueError, "a text's ids, starts and ends differ in length");
+        Py_CLEAR(out[0]);
+        Py_CLEAR(out[1]);
+        Py_CLEAR(out[2]);
+        return -1;
+    }
+    return 0;
+fail:
+    Py_DECREF(fast);
+    Py_CLEAR(out[0]);
+    Py_CLEAR(out[1]);
+    Py_CLEAR(out[2]);
+    return -1;
+}
+
+/* The fields of one encoding, filled position by position. */
+typedef struct {
+    PyObject *tokens, *ids, *type_ids, *spans, *unk_mask;
+    PyObject *id_to_token, *unk_id, *span_table;
+} Fields;
+
+/* Put token `id` (borrowed) of text `text_index` (also its type id) at position i; its span is
+ * span_table[(text_index, start, end)], or `special` (borrowed) for [CLS] and [SEP]. */
+static int put_token(Fields *f, Py_ssize_t i, PyObject *id, long text_index, PyObject *start, PyObject *end,
+                     PyObject *special) {
+    Py_ssize_t n_vocab = PyList_GET_SIZE(f->id_to_token);
+    Py_ssize_t index = PyLong_AsSsize_t(id);
+    if (index == -1 && PyErr_Occurred()) return -1;
+    if (index < 0) index += n_vocab;  /* list indexing, as id_to_token[id] does it */
+    if (index < 0 || index >= n_vocab) {
+        PyErr_SetString(PyExc_IndexError, "list index out of range");
+        return -1;
+    }
+    PyObject *token = PyList_GET_ITEM(f->id_to_token, index);
+    Py_INCREF(token);
+    PyList_SET_ITEM(f->tokens, i, token);
+    Py_INCREF(id);
+    PyList_SET_ITEM(f->ids, i, id);
+    PyObject *type_id = PyLong_FromLong(text_index);
+    if (type_id == NULL) return -1;
+    PyList_SET_ITEM(f->type_ids, i, type_id);
+    int is_unk = PyObject_RichCompareBool(id, f->unk_id, Py_EQ);
+    if (is_unk < 0) return -1;
+    PyObject *flag = is_unk ? Py_True : Py_False;
+    Py_INCREF(flag);
+    PyList_SET_ITEM(f->unk_mask, i, flag);
+    PyObject *span;
+    if (special != NULL) {
+        span = special;
+        Py_INCREF(span);
+    } else {
+        PyObject *key = PyTuple_New(3);
+        if (key == NULL) return -1;
+        PyTuple_SET_ITEM(key, 0, type_id);
+        Py_INCREF(type_id);
+        PyTuple_SET_ITEM(key, 1, start);
+        Py_INCREF(start);
+        PyTuple_SET_ITEM(key, 2, end);
+        Py_INCREF(end);
+        span = PyObject_GetItem(f->span_table, key);
+        Py_DECREF(key);
+        if (span == NULL) return -1;
+    }
+    PyList_SET_ITEM(f->spans, i, span);
+    return 0;
+}
+
+static PyObject *field_names[6];  /* interned: tokens, input_ids, token_type_ids, spans, unk_mask, truncated */
+
+/* A new `make` instance (a plain Python class: the dataclass Encoding) with the six fields set as
+ * attributes, without its __init__: the fields agree in length by construction, which is all its
+ * __post_init__ checks. */
+static PyObject *new_encoding(PyObject *make, const Fields *f, int truncated) {
+    if (!PyType_Check(make)) {
+        PyErr_SetString(PyExc_TypeError, "make must be a class");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)make;
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL) return NULL;
+    PyObject *values[6] = {f->tokens, f->ids, f->type_ids, f->spans, f->unk_mask, truncated ? Py_True : Py_False};
+    for (int i = 0; i < 6; i++) {
+        if (PyObject_GenericSetAttr(obj, field_names[i], values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static PyObject *encodings_from_columns(PyObject *module, PyObject *args) {
+    PyObject *columns, *has_b, *cls_id, *sep_id, *unk_id, *id_to_token, *span_table, *specials, *make;
+    Py_ssize_t max_len;
+    if (!PyArg_ParseTuple(args, "O!O!nOOOO!OO!O:encodings_from_columns", &PyList_Type, &columns, &PyList_Type, &has_b,
+                          &max_len, &cls_id, &sep_id, &unk_id, &PyList_Type, &id_to_token, &span_table,
+                          &PyTuple_Type, &specials, &make))
+        return NULL;
+    if (PyTuple_GET_SIZE(specials) != 3) {
+        PyErr_SetString(PyExc_ValueError, "specials must be the spans of [CLS], the first and the second [SEP]");
+        return NULL;
+    }
+    Py_ssize_t n_examples = PyList_GET_SIZE(has_b), next_text = 0, n_texts = PyList_GET_SIZE(columns);
+    PyObject *out = PyList_New(n_examples);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t e = 0; e < n_examples; e++) {
+        int pair = PyObject_IsTrue(PyList_GET_ITEM(has_b, e));
+        if (pair < 0) goto error;
+        if (max_len < (pair ? 3 : 2)) {
+            PyErr_Format(PyExc_ValueError, "max_len %zd leaves no room for the special tokens", max_len);
+            goto error;
+        }
+        if (next_text + 1 + pair > n_texts) {
+            PyErr_SetString(PyExc_ValueError, "columns hold fewer texts than has_b asks for");
+            goto error;
+        }
+        PyObject *a[3] = {NULL, NULL, NULL}, *b[3] = {NULL, NULL, NULL};
+        Py_ssize_t len_a = 0, len_b = 0;
+        Fields f = {NULL, NULL, NULL, NULL, NULL, id_to_token, unk_id, span_table};
+        PyObject *encoding = NULL;
+        if (text_columns(PyList_GET_ITEM(columns, next_text++), a, &len_a) < 0) goto error;
+        if (pair && text_columns(PyList_GET_ITEM(columns, next_text++), b, &len_b) < 0) goto example_error;
+        Py_ssize_t budget = max_len - (pair ? 3 : 2), keep_a = len_a, keep_b = len_b;
+        while (keep_a + keep_b > budget) {  /* longest first, b on ties (encoding.longest_first_lengths) */
+            if (keep_a > keep_b) keep_a--;
+            else keep_b--;
+        }
+        int truncated = keep_a + keep_b < len_a + len_b;
+        Py_ssize_t n = keep_a + 2 + (pair ? keep_b + 1 : 0);
+        f.tokens = PyList_New(n);
+        f.ids = PyList_New(n);
+        f.type_ids = PyList_New(n);
+        f.spans = PyList_New(n);
+        f.unk_mask = PyList_New(n);
+        if (f.tokens == NULL || f.ids == NULL || f.type_ids == NULL || f.spans == NULL || f.unk_mask == NULL)
+            goto example_error;
+        Py_ssize_t i = 0;
+        if (put_token(&f, i++, cls_id, 0, NULL, NULL, PyTuple_GET_ITEM(specials, 0)) < 0) goto example_error;
+        for (Py_ssize_t k = 0; k < keep_a; k++)
+            if (put_token(&f, i++, PySequence_Fast_GET_ITEM(a[0], k), 0, PySequence_Fast_GET_ITEM(a[1], k),
+                          PySequence_Fast_GET_ITEM(a[2], k), NULL) < 0)
+                goto example_error;
+        if (put_token(&f, i++, sep_id, 0, NULL, NULL, PyTuple_GET_ITEM(specials, 1)) < 0) goto example_error;
+        if (pair) {
+            for (Py_ssize_t k = 0; k < keep_b; k++)
+                if (put_token(&f, i++, PySequence_Fast_GET_ITEM(b[0], k), 1, PySequence_Fast_GET_ITEM(b[1], k),
+                              PySequence_Fast_GET_ITEM(b[2], k), NULL) < 0)
+                    goto example_error;
+            if (put_token(&f, i++, sep_id, 1, NULL, NULL, PyTuple_GET_ITEM(specials, 2)) < 0) goto example_error;
+        }
+        encoding = new_encoding(make, &f, truncated);
+    example_error:
+        for (int c = 0; c < 3; c++) {
+            Py_XDECREF(a[c]);
+            Py_XDECREF(b[c]);
+        }
+        Py_XDECREF(f.tokens);
+        Py_XDECREF(f.ids);
+        Py_XDECREF(f.type_ids);
+        Py_XDECREF(f.spans);
+        Py_XDECREF(f.unk_mask);
+        if (encoding == NULL) goto error;
+        PyList_SET_ITEM(out, e, encoding);
+    }
+    if (next_text != n_texts) {
+        PyErr_SetString(PyExc_ValueError, "columns hold more texts than has_b asks for");
+        goto error;
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"encode_texts", encode_texts, METH_VARARGS,
      "encode_texts(chunk_words, chunk_counts, cache, table, prefixes) -> ((ids, starts, ends) per text, pairs added)"},
+    {"encodings_from_columns", encodings_from_columns, METH_VARARGS,
+     "encodings_from_columns(columns, has_b, max_len, cls_id, sep_id, unk_id, id_to_token, spans, specials, make)"
+     " -> [CLS] a [SEP] (b [SEP]) encodings, truncated longest-first"},
     {"jieba_words", jieba_words, METH_VARARGS,
      "jieba_words(route, has_word, hmm_words) -> jieba's words from jieba-rs's HMM-off route, or None"},
     {NULL, NULL, 0, NULL},
@@ -510,9 +714,13 @@ static struct PyModuleDef module_def = {
 
 /* Bumped whenever a function here changes: the Python side ignores a stale build (an editable install
  * built before this file changed) and runs its Python loops instead. */
-#define SPEEDUPS_VERSION 3
+#define SPEEDUPS_VERSION 4
 
 PyMODINIT_FUNC PyInit__speedups(void) {
+    const char *names[6] = {"tokens", "input_ids", "token_type_ids", "spans", "unk_mask", "truncated"};
+    for (int i = 0; i < 6; i++) {
+        if (field_names[i] == NULL && (field_names[i] = PyUnicode_InternFromString(names[i])) == NULL) return NULL;
+    }
     PyObject *module = PyModule_Create(&module_def);
     if (module != NULL && PyModule_AddIntConstant(module, "VERSION", SPEEDUPS_VERSION) < 0) {
         Py_DECREF(module);

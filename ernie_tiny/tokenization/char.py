@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ernie_tiny.tokenization.encoding import (CLS, MASK, PAD, SEP, UNK, VOCAB_SPECIALS, Columns, Encoding,
-                                              SpecialTokenIds, encoding_from_columns, join_with_specials,
+                                              SpecialTokenIds, encodings_from_columns, join_with_specials,
                                               truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_json, atomic_write_text
 from ernie_tiny.tokenization.char_fast import PLAIN_TEXT, PlainCharTokens, rust_char_tokens
@@ -268,10 +268,8 @@ class CharTokenizer(SpecialTokenIds):
                 raise ValueError(f"max_len {max_len} leaves no room for the {2 if text_b is None else 3} "
                                  f"special tokens")
         texts = [t for a, b in pairs for t in ((a,) if b is None else (a, b))]
-        columns = iter(self._columns(texts))
-        cls_id, sep_id, unk_id, tokens = self.cls_id, self.sep_id, self.unk_id, self.id_to_token_list
-        return [encoding_from_columns(next(columns), None if b is None else next(columns), max_len, cls_id, sep_id,
-                                      unk_id, tokens) for _, b in pairs]
+        return encodings_from_columns(self._columns(texts), [b is not None for _, b in pairs], max_len, self.cls_id,
+                                      self.sep_id, self.unk_id, self.id_to_token_list)
 
     def _columns(self, texts: list[str]) -> list[Columns]:
         plain = [PLAIN_TEXT.fullmatch(text) is not None for text in texts]

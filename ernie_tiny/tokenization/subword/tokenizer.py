@@ -32,7 +32,7 @@ from typing import Any
 import sentencepiece as spm
 
 from ernie_tiny.tokenization.encoding import (CLS, MASK, PAD, SEP, UNK, Columns, Encoding, SpecialTokenIds,
-                                              encoding_from_columns, join_with_specials, truncate_longest_first)
+                                              encodings_from_columns, join_with_specials, truncate_longest_first)
 from ernie_tiny.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ernie_tiny.tokenization.subword.files import (
     RELEASE_SPM_FILE, SPM_FILE, USER_DICT_FILE, WORDSEG_DICT_FILE, TokenizerFileError, find_release_file, load_spm,
@@ -252,8 +252,8 @@ class SubwordTokenizer(SpecialTokenIds):
                 tokenized = iter(self.tokenize_with_spans_batch(texts))
                 return [self._assemble_reference(next(tokenized), None if b is None else next(tokenized), max_len)
                         for _, b in pairs]
-            columns = iter(self._columns_batch(texts))
-            return [self._assemble(next(columns), None if b is None else next(columns), max_len) for _, b in pairs]
+            return encodings_from_columns(self._columns_batch(texts), [b is not None for _, b in pairs], max_len,
+                                          self.cls_id, self.sep_id, self.unk_id, self._id_to_token)
 
     def _columns_batch(self, texts: list[str]) -> list[Columns]:
         """``(vocab ids, starts, ends)`` of each text: the hot path's own layout, or the tokens transposed."""
@@ -261,10 +261,6 @@ class SubwordTokenizer(SpecialTokenIds):
             return self._fast.encode_columns(texts)
         return [tuple(map(list, zip(*tokens))) if tokens else ([], [], [])
                 for tokens in self.tokenize_with_spans_batch(texts)]
-
-    def _assemble(self, columns_a: Columns, columns_b: Columns | None, max_len: int) -> Encoding:
-        return encoding_from_columns(columns_a, columns_b, max_len, self.cls_id, self.sep_id, self.unk_id,
-                                     self._id_to_token)
 
     def _assemble_reference(self, tokens_a: list[tuple[int, int, int]], tokens_b: list[tuple[int, int, int]] | None,
                             max_len: int) -> Encoding:
