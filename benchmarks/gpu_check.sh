@@ -31,7 +31,11 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
   || echo "gpu_check: _speedups.c neither built nor carried: the tokenizers run their Python loops" >&2
 [ -d .gpu/embedded ] && export ERNIE_TINY_EMBEDDED_DATA=${ERNIE_TINY_EMBEDDED_DATA:-$PWD/.gpu/embedded}
 [ -d .gpu/data ] && export ERNIE_TINY_DATA=${ERNIE_TINY_DATA:-$PWD/.gpu/data}
-[ -d .gpu/cache ] && export ERNIE_TINY_CACHE=${ERNIE_TINY_CACHE:-$PWD/.gpu/cache}
+# the carried caches (the default subword tokenizer) copied to a cache under $OUT: .gpu itself stays as carried
+if [ -d .gpu/cache ] && [ -z "${ERNIE_TINY_CACHE:-}" ]; then
+  export ERNIE_TINY_CACHE=$(cd "$OUT" && pwd)/cache
+  mkdir -p "$ERNIE_TINY_CACHE" && cp -r .gpu/cache/. "$ERNIE_TINY_CACHE/"
+fi
 export ERNIE_TINY_DATA=${ERNIE_TINY_DATA:-$(cd .. && pwd)/shared/data}
 # the embedded corpus's jieba words, segmented once by gpu_prepare.sh (pretraining masks with them)
 [ -f .gpu/words.tar.xz ] && [ -n "${ERNIE_TINY_CACHE:-}" ] && tar -C "$ERNIE_TINY_CACHE" -xJf .gpu/words.tar.xz

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 pyver=${1:-3.12}
 data=${DATA:-../shared/data}
 py=${PY:-.venv/bin/python}
+rm -rf .gpu/cache/words .gpu/words-build  # a word cache unpacked by an older dry run: 17 MB not to carry
 mkdir -p .gpu/wheels .gpu/data
 # jieba ships only as an sdist: build its wheel here (pure Python, 19 MB: its dictionary)
 [ -n "$(ls .gpu/wheels/jieba-*.whl 2>/dev/null)" ] || "$py" -m pip wheel -q --no-deps jieba -w .gpu/wheels
@@ -50,7 +51,11 @@ PY
 tar -C .gpu/words-build -cJf .gpu/words.tar.xz words && rm -rf .gpu/words-build
 # the tokenizers' C loops built for the host's Python, in case it cannot build them itself (no headers there);
 # gpu_check.sh builds them there first and falls back to this file
-pybin=$(command -v "python$pyver" || ls /root/.pyenv/versions/"$pyver"*/bin/python"$pyver" 2>/dev/null | head -1 || true)
+# (the first python$pyver that runs: a pyenv shim is on PATH even where that version is not selected)
+pybin=
+for candidate in $(command -v "python$pyver" 2>/dev/null) /root/.pyenv/versions/"$pyver"*/bin/python"$pyver"; do
+  if [ -x "$candidate" ] && "$candidate" -c 'import sysconfig' >/dev/null 2>&1; then pybin=$candidate; break; fi
+done
 if [ -n "$pybin" ] && command -v gcc >/dev/null; then
   include=$("$pybin" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   suffix=$("$pybin" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
@@ -59,4 +64,7 @@ if [ -n "$pybin" ] && command -v gcc >/dev/null; then
 else
   echo "gpu_prepare: no python$pyver or gcc here: the GPU host must build _speedups.c itself" >&2
 fi
-du -sh .gpu
+size=$(du -sb .gpu | cut -f1)
+limit=$((64 * 1024 * 1024))
+echo "gpu_prepare: .gpu holds $((size / 1024 / 1024)) MiB (the device carries at most 64 MiB in all)"
+[ "$size" -lt "$limit" ] || { echo "gpu_prepare: .gpu is over the carry limit" >&2; exit 1; }
