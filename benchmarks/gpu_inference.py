@@ -15,6 +15,9 @@ buckets) on the same texts, ``--runs`` times, teacher and student taking turns. 
                    back to the host (one synchronisation)
     tokenize ms    encode_batch + pad_to_arrays, on the host, single-threaded
     end to end ms  tokenize + model
+    pipelined ms   batch 8 and 32: a stream of --pipeline-texts pairs (the dev pairs cycled) tokenized by
+                   --tokenizer-workers forked processes (``TokenizerPool``, what ``predict --tokenizer-workers``
+                   runs) while the model runs the batches before: wall ms per batch, tokenization included
     x              teacher / student at the same precision and path
 
 Every bucket the timed batches reach is run (and captured) once before timing. Prints the
@@ -46,6 +49,7 @@ from ernie_tiny.model import ErnieConfig, build_model  # noqa: E402
 from ernie_tiny.tokenization.char import CharTokenizer  # noqa: E402
 from ernie_tiny.tokenization.encoding import Tokenizer, pad_to_arrays  # noqa: E402
 from ernie_tiny.tokenization.load import load_tokenizer  # noqa: E402
+from ernie_tiny.tokenization.workers import TokenizerPool, default_workers  # noqa: E402
 
 PRESETS = {"real": ("ernie-1.0-base", "ernie-tiny"), "micro": ("teacher-micro", "student-micro")}
 BATCH_SIZES = (1, 8, 32)
@@ -97,15 +101,34 @@ def time_runners(runners: dict[str, TorchRunner], arrays: dict[str, list[dict[st
     return {role: float(np.median(values)) for role, values in per_pass.items()}
 
 
+PIPELINED_BATCH_SIZES = (8, 32)
+
+
+def time_pipelined(runners: dict[str, TorchRunner], pools: dict[str, TokenizerPool], pairs: list[Pair],
+                   batch_size: int, runs: int) -> dict[str, float]:
+    """Wall ms per batch of each role when its pool tokenizes the stream while its model runs: median of ``runs``
+    passes, the roles taking turns per pass (each pass starts with an empty pipeline, so its first batches wait)."""
+    batches = [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
+    per_pass: dict[str, list[float]] = {role: [] for role in runners}
+    for run in range(runs):
+        for role in (list(runners) if run % 2 == 0 else list(runners)[::-1]):
+            started = time.perf_counter()
+            for batch in pools[role].map(batches):
+                runners[role].run(batch.arrays)
+            per_pass[role].append((time.perf_counter() - started) * 1000 / len(batches))
+    return {role: float(np.median(values)) for role, values in per_pass.items()}
+
+
 def paths_for(device: str) -> list[tuple[str, bool]]:
     return [("eager", False), ("CUDA graphs", True)] if device.startswith("cuda") else [("eager", False)]
 
 
 def measure(args: argparse.Namespace, pairs: list[Pair], tokenizers: dict[str, Tokenizer],
-            models: dict[str, torch.nn.Module]) -> list[dict]:
+            models: dict[str, torch.nn.Module], pools: dict[str, TokenizerPool]) -> list[dict]:
     rows = []
     tokenized = {(role, b): tokenize_batches(tokenizers[role], pairs, b, args.max_len, args.runs)
                  for b in BATCH_SIZES for role in tokenizers}
+    stream = [pairs[i % len(pairs)] for i in range(args.pipeline_texts)]
     for precision in args.precisions:
         for path, graphs in paths_for(args.device):
             config = RunnerConfig(device=args.device, precision=TorchPrecision(precision), cuda_graphs=graphs,
@@ -124,6 +147,11 @@ def measure(args: argparse.Namespace, pairs: list[Pair], tokenizers: dict[str, T
                        "e2e_x": e2e["teacher"] / e2e["student"],
                        "student_padded_tokens": float(np.mean([a["input_ids"].size for a in arrays["student"]])),
                        "teacher_padded_tokens": float(np.mean([a["input_ids"].size for a in arrays["teacher"]]))}
+                if batch_size in PIPELINED_BATCH_SIZES:
+                    pipelined = time_pipelined(runners, pools, stream, batch_size, args.runs)
+                    row |= {"teacher_pipelined_ms": pipelined["teacher"], "student_pipelined_ms": pipelined["student"],
+                            "pipelined_x": pipelined["teacher"] / pipelined["student"],
+                            "tokenizer_workers": args.tokenizer_workers}
                 rows.append(row)
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}),
                       flush=True)
@@ -184,13 +212,16 @@ def ms(value: float) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| precision | path | batch | teacher model ms | student model ms | model x | teacher tokenize ms | "
-             "student tokenize ms | teacher end to end ms | student end to end ms | end-to-end x |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "student tokenize ms | teacher end to end ms | student end to end ms | end-to-end x | "
+             "teacher pipelined ms | student pipelined ms | pipelined x |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
+        pipelined = (f"{ms(row['teacher_pipelined_ms'])} | {ms(row['student_pipelined_ms'])} | "
+                     f"{row['pipelined_x']:.1f}x" if "pipelined_x" in row else "— | — | —")
         lines.append(f"| {row['precision']} | {row['path']} | {row['batch']} | {ms(row['teacher_model_ms'])} | "
                      f"{ms(row['student_model_ms'])} | {row['model_x']:.1f}x | {ms(row['teacher_tokenize_ms'])} | "
                      f"{ms(row['student_tokenize_ms'])} | {ms(row['teacher_e2e_ms'])} | {ms(row['student_e2e_ms'])} | "
-                     f"{row['e2e_x']:.1f}x |")
+                     f"{row['e2e_x']:.1f}x | {pipelined} |")
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +239,11 @@ def target_lines(rows: list[dict]) -> list[str]:
                  + " (target >= 3.3x each)")
     lines.append("- end-to-end x at batch " + ", ".join(f"{b}: {r['e2e_x']:.1f}x" for b, r in by_batch.items()
                                                        if b in (8, 32)) + " (target >= 3x at 8 and 32)")
+    piped = {b: r for b, r in by_batch.items() if "pipelined_x" in r}
+    if piped:
+        workers = next(iter(piped.values()))["tokenizer_workers"]
+        lines.append(f"- end-to-end x with {workers} tokenizer processes beside the model (pipelined) at batch "
+                     + ", ".join(f"{b}: {r['pipelined_x']:.1f}x" for b, r in piped.items()))
     return lines
 
 
@@ -233,8 +269,15 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=128)
     parser.add_argument("--precisions", default="fp32,fp16,bf16", type=lambda text: text.split(","))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tokenization is single-threaded)")
+    parser.add_argument("--tokenizer-workers", type=int, default=default_workers(),
+                        help="tokenizer processes of the pipelined rows (default: cores - 2, at most 8; 0: in process)")
+    parser.add_argument("--pipeline-texts", type=int, help="pairs streamed through each pipelined pass, the dev pairs "
+                                                           "cycled (default: 4096 real, 256 micro)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu_inference")
     args = parser.parse_args()
+    args.pipeline_texts = args.pipeline_texts or (4096 if args.preset == "real" else 256)
+    if args.tokenizer_workers < 0 or args.pipeline_texts < 1:
+        raise SystemExit("--tokenizer-workers must be >= 0 and --pipeline-texts >= 1")
     args.texts = args.texts or (256 if args.preset == "real" else 64)
     args.runs = args.runs or (3 if args.preset == "real" else 2)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -253,7 +296,12 @@ def main() -> None:
     teacher_preset, student_preset = PRESETS[args.preset]
     models = {"teacher": random_model(teacher_preset, tokenizers["teacher"]),
               "student": random_model(student_preset, tokenizers["student"])}
-    rows = measure(args, pairs, tokenizers, models)
+    for role, tokenizer in tokenizers.items():  # dictionaries loaded and caches warm before the pools copy them
+        tokenizer.encode_batch(pairs, max_len=args.max_len)
+    # the pools fork before any model reaches the GPU: a child of a process with a CUDA context must not touch it
+    with TokenizerPool(tokenizers["teacher"], args.tokenizer_workers, args.max_len, batches_per_task=4) as teacher_pool, \
+            TokenizerPool(tokenizers["student"], args.tokenizer_workers, args.max_len, batches_per_task=4) as student_pool:
+        rows = measure(args, pairs, tokenizers, models, {"teacher": teacher_pool, "student": student_pool})
     diagnosis = []
     if args.device.startswith("cuda"):
         teacher_arrays = [pad_to_arrays(tokenizers["teacher"].encode_batch(pairs[start:start + 8], max_len=args.max_len),
@@ -264,7 +312,8 @@ def main() -> None:
               f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}, "
               f"{env.get('gpu', 'CPU')} (torch {env['torch']}, {env['cpus']} CPUs, load average at the end "
               f"{env['load_average']}); {teacher_preset} vs {student_preset}, random weights; LCQMC dev, first "
-              f"{len(pairs)} pairs, max_len {args.max_len}; median of {args.runs} passes; "
+              f"{len(pairs)} pairs, max_len {args.max_len}; median of {args.runs} passes; pipelined: "
+              f"{args.pipeline_texts} pairs, {args.tokenizer_workers} tokenizer processes; "
               f"{time.perf_counter() - started:.0f} s in all")
     table = markdown_table(rows)
     text = f"{header}\n\n{table}\n" + "\n".join(target_lines(rows)) + "\n"

@@ -129,6 +129,7 @@ ACCEPTED_NUMBERS = {
     "--augment": {0: "0: no augmentation (the default)", ABSURD[int]: "bounded by the data set's size x N"},
     "--warmup-batches": {0: "0: no warm-up batch"},
     "--data-workers": {0: "0: masking in the training process"},
+    "--tokenizer-workers": {0: "0: tokenization in the predicting process (the default)"},
     "--mlm-context": {0: "0: the masked word alone", ABSURD[int]: "the whole text is the most context there is"},
     "--tolerance": {0: "0: bit-exact parity", ABSURD[float]: "a tolerance nothing fails"},
     "--max-wait-ms": {0: "0: a batch never waits", ABSURD[float]: "bounded by --max-batch arriving"},

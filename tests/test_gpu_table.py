@@ -37,3 +37,20 @@ def test_the_table_names_failed_stages_and_writes_gpu_check_md(tmp_path):
     assert "| stage | train | exit 124 (time limit) | exit 0 | **no** |" in out
     assert "162 s of stages" in out and "DEVICE=cpu PRESET=micro" in out
     assert (tmp_path / "gpu_check.md").read_text(encoding="utf-8") == out.rstrip("\n") + "\n"
+
+
+def test_inference_rows_give_the_pipelined_end_to_end_beside_the_sequential_one():
+    def result(batch: int, pipelined: bool) -> dict:
+        out = {"precision": "fp16", "path": "CUDA graphs", "batch": batch, "student_model_ms": 0.2 + batch / 100,
+               "teacher_model_ms": 0.7 + batch / 30, "model_x": 3.4, "e2e_x": 1.7, "student_e2e_ms": 1.0,
+               "teacher_e2e_ms": 1.7}
+        if pipelined:
+            out |= {"pipelined_x": 3.2, "student_pipelined_ms": 0.4, "teacher_pipelined_ms": 1.28,
+                    "tokenizer_workers": 8}
+        return out
+
+    rows = gpu_table.inference_rows({"rows": [result(1, False), result(8, True), result(32, True)]})
+    sequential = [r for r in rows if "tokenize + model, batch" in r]
+    pipelined = [r for r in rows if "pipelined with 8 tokenizer processes" in r]
+    assert len(sequential) == 2 and all("| 1.70x (1.00 vs 1.70 ms) | >= 3x | **no** |" in r for r in sequential)
+    assert len(pipelined) == 2 and all("| 3.20x (0.40 vs 1.28 ms per batch) | >= 3x | yes |" in r for r in pipelined)

@@ -332,13 +332,38 @@ def test_c_route_grouping_on_runs_dictionary_runs_and_ascii_words():
         compiled._speedups.jieba_words(["我", "是"], lambda w: 1 / 0, lambda run: (run,))
 
 
+def _second_batch_mid_batch(shared, encode: str, fill: str, batch_a: list[str], batch_b: list[str]) -> dict:
+    """Run ``shared.<encode>(batch_a)``; right after it fills its word cache (``shared.<fill>``), run
+    ``batch_b`` in another thread, which waits at most a second. Returns both results and B's errors."""
+    import threading
+
+    results, errors = {}, []
+    fill_words = getattr(shared, fill)
+
+    def run_b() -> None:
+        try:
+            results["b"] = getattr(shared, encode)(batch_b)
+        except Exception as err:  # noqa: BLE001 (reported to the caller)
+            errors.append(repr(err))
+
+    def fill_then_let_b_run(words: set[str]) -> None:
+        fill_words(words)
+        if "thread_b" not in results:
+            results["thread_b"] = thread_b = threading.Thread(target=run_b)
+            thread_b.start()
+            thread_b.join(timeout=1.0)  # B runs now unless the batch in flight holds the cache
+
+    setattr(shared, fill, fill_then_let_b_run)
+    results["a"] = getattr(shared, encode)(batch_a)
+    results["thread_b"].join()
+    return results | {"errors": errors}
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_a_batch_in_another_thread_cannot_clear_the_words_of_a_batch_in_flight(subword_pair, monkeypatch, compiled):
     """`serve` tokenizes requests in threads. Thread A has just filled the word cache with its words when
     thread B runs a batch whose words overflow the cache (it clears it): A must still find its words and
     B must wait, then get its own tokens."""
-    import threading
-
     from ernie_tiny.tokenization.subword import fast_path, pieces
     from ernie_tiny.tokenization.subword.fast_path import ConstrainedTokens
 
@@ -352,34 +377,14 @@ def test_a_batch_in_another_thread_cannot_clear_the_words_of_a_batch_in_flight(s
         pytest.skip("the C extension is not built here")
     monkeypatch.setattr(fast_path, "MAX_CACHED_WORDS", 8)  # either batch alone fits; both do not
     monkeypatch.setattr(pieces, "MAX_CACHED_WORDS", 8)
-    results, errors = {}, []
-    add_words = shared._add_words
-
-    def run_b() -> None:
-        try:
-            results["b"] = shared.encode_columns(batch_b)
-        except Exception as err:  # noqa: BLE001 (reported below)
-            errors.append(repr(err))
-
-    def add_words_then_let_b_run(words: set[str]) -> None:
-        add_words(words)
-        if "thread_b" not in results:
-            results["thread_b"] = thread_b = threading.Thread(target=run_b)
-            thread_b.start()
-            thread_b.join(timeout=1.0)  # B runs now unless the batch in flight holds the cache
-
-    shared._add_words = add_words_then_let_b_run
-    results["a"] = shared.encode_columns(batch_a)
-    results["thread_b"].join()
-    assert not errors, errors
+    results = _second_batch_mid_batch(shared, "encode_columns", "_add_words", batch_a, batch_b)
+    assert not results["errors"], results["errors"]
     assert results["a"] == expected_a and results["b"] == expected_b
 
 
 def test_the_reference_path_keeps_its_word_cache_to_one_batch_at_a_time(subword_pair, monkeypatch):
     """PieceEncoder (the reference and release paths) fills its word cache, then reads it: a batch in
     another thread that clears it in between must wait."""
-    import threading
-
     from ernie_tiny.tokenization.subword import pieces as pieces_module
     from ernie_tiny.tokenization.subword.pieces import PieceEncoder
 
@@ -389,26 +394,8 @@ def test_the_reference_path_keeps_its_word_cache_to_one_batch_at_a_time(subword_
     expected_a, expected_b = make().encode(batch_a), make().encode(batch_b)
     shared = make()
     monkeypatch.setattr(pieces_module, "MAX_CACHED_WORDS", 8)
-    results, errors = {}, []
-    cache_words = shared._cache_words
-
-    def run_b() -> None:
-        try:
-            results["b"] = shared.encode(batch_b)
-        except Exception as err:  # noqa: BLE001 (reported below)
-            errors.append(repr(err))
-
-    def cache_then_let_b_run(words: set[str]) -> None:
-        cache_words(words)
-        if "thread_b" not in results:
-            results["thread_b"] = thread_b = threading.Thread(target=run_b)
-            thread_b.start()
-            thread_b.join(timeout=1.0)
-
-    shared._cache_words = cache_then_let_b_run
-    results["a"] = shared.encode(batch_a)
-    results["thread_b"].join()
-    assert not errors, errors
+    results = _second_batch_mid_batch(shared, "encode", "_cache_words", batch_a, batch_b)
+    assert not results["errors"], results["errors"]
     assert results["a"] == expected_a and results["b"] == expected_b
 
 

@@ -51,6 +51,9 @@ def predict(
     backend: BackendOpt = InferenceBackend.onnxruntime,
     precision: PrecisionOpt = None,
     cuda_graphs: CudaGraphsOpt = True,
+    tokenizer_workers: Annotated[int, typer.Option(min=0, max=64, help="Processes that tokenize the next batches "
+                                                   "while the model runs (0: in this process). Pays on a GPU with "
+                                                   "--file: the model is then faster than tokenizing.")] = 0,
 ) -> None:
     """Predict with an exported model through onnxruntime alone (or a checkpoint through torch); one JSON object
     per text.
@@ -77,7 +80,8 @@ def predict(
         if not texts:
             raise ValueError("nothing to predict: give --text or --file")
         predictor = load_predictor(model, backend, run_device, precision, cuda_graphs, threads)
-        predictions = predictor.predict(texts, batch_size=batch_size, max_len=max_len)
+        predictions = predictor.predict(texts, batch_size=batch_size, max_len=max_len,
+                                        tokenizer_workers=tokenizer_workers)
         records = [source | p.to_dict() for source, p in zip(sources, predictions)]
         lines_out = "".join(json_line(r) for r in records)
         if output is not None:
