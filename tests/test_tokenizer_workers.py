@@ -108,3 +108,21 @@ def test_ner_predictions_with_tokenizer_workers_keep_their_spans(tmp_path):
     _, folder = make_export(tmp_path, "token_classification", 7, "msra-ner", list(MSRA_TAGS))
     predictor = Predictor.load(folder)
     assert predictor.predict(TEXTS * 3, batch_size=2, tokenizer_workers=2) == predictor.predict(TEXTS * 3, batch_size=2)
+
+
+@needs_fork
+def test_the_subword_tokenizer_works_in_forked_workers(tmp_path, texts):
+    """The student's tokenizer (jieba-rs, the C loops, warm word caches) forked into workers: same batches."""
+    from ernie_tiny.data.embedded_text import embedded_corpus_texts
+    from ernie_tiny.tokenization.subword import SubwordTokenizer, train_subword_tokenizer
+
+    train_subword_tokenizer(embedded_corpus_texts()[::80], tmp_path / "tokenizer", vocab_size=2000)
+    subword = SubwordTokenizer.from_directory(tmp_path / "tokenizer")
+    subword.encode_batch(texts[:50])  # caches warm in the parent before the fork
+    batches = [[(a, b) for a, b in zip(texts[i:i + 16], texts[i + 1:i + 17])] for i in range(0, 320, 16)]
+    with TokenizerPool(subword, 0, 64, keep_encodings=True) as pool:
+        expected = list(pool.map(batches))
+    with TokenizerPool(subword, 2, 64, keep_encodings=True, batches_per_task=2) as pool:
+        got = list(pool.map(batches))
+    assert [b.encodings for b in got] == [b.encodings for b in expected]
+    assert all(np.array_equal(b.arrays["input_ids"], e.arrays["input_ids"]) for b, e in zip(got, expected))
