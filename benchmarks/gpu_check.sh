@@ -7,7 +7,7 @@
 #
 # Needs a stock CUDA PyTorch plus this repository; what that image lacks (jieba, rjieba, fastapi, uvicorn)
 # comes from .gpu/wheels, the data from .gpu/ (the LCQMC and ChnSentiCorp splits, the embedded text, the
-# student's subword tokenizer). Each stage has its own time limit (STAGE_LIMIT_S, seconds) so the whole
+# student's subword tokenizer). Each stage has its own time limit (*_LIMIT_S below, seconds) so the whole
 # run stays within 8 minutes on one H200; a stage that fails or runs out of time is a row saying so.
 # Stages write JSON under $OUT; benchmarks/gpu_table.py turns them into the one table.
 set -uo pipefail
@@ -16,7 +16,11 @@ DEVICE=${DEVICE:-cuda}
 PRESET=${PRESET:-real}
 OUT=${OUT:-runs/gpu_check}
 PY=${PY:-python3}
-STAGE_LIMIT_S=${STAGE_LIMIT_S:-150}
+# each stage's time limit in seconds; together they keep the check within 8 minutes (STAGE_LIMIT_S sets all four)
+TOKENIZER_LIMIT_S=${TOKENIZER_LIMIT_S:-${STAGE_LIMIT_S:-60}}
+INFERENCE_LIMIT_S=${INFERENCE_LIMIT_S:-${STAGE_LIMIT_S:-150}}
+SERVE_LIMIT_S=${SERVE_LIMIT_S:-${STAGE_LIMIT_S:-100}}
+TRAIN_LIMIT_S=${TRAIN_LIMIT_S:-${STAGE_LIMIT_S:-150}}
 mkdir -p "$OUT"
 rm -f "$OUT"/stages.jsonl
 
@@ -54,14 +58,14 @@ stage() {
 }
 
 micro=$([ "$PRESET" = micro ] && echo 1 || echo 0)
-stage tokenizer "$STAGE_LIMIT_S" "$PY" benchmarks/tokenizer_speed.py --data-root "$ERNIE_TINY_DATA" \
+stage tokenizer "$TOKENIZER_LIMIT_S" "$PY" benchmarks/tokenizer_speed.py --data-root "$ERNIE_TINY_DATA" \
   --repeats $([ $micro = 1 ] && echo 1 || echo 3) --out "$OUT/tokenizer_speed.json"
-stage inference "$STAGE_LIMIT_S" "$PY" benchmarks/gpu_inference.py --device "$DEVICE" --preset "$PRESET" \
+stage inference "$INFERENCE_LIMIT_S" "$PY" benchmarks/gpu_inference.py --device "$DEVICE" --preset "$PRESET" \
   --data-dir "$ERNIE_TINY_DATA/lcqmc" --out "$OUT/inference"
-stage serve "$STAGE_LIMIT_S" "$PY" benchmarks/serve_load.py --backend torch --device "$DEVICE" \
+stage serve "$SERVE_LIMIT_S" "$PY" benchmarks/serve_load.py --backend torch --device "$DEVICE" \
   --preset $([ $micro = 1 ] && echo student-micro || echo ernie-tiny) \
   --requests $([ $micro = 1 ] && echo 64 || echo 1000) --concurrency 1,32 --data-root "$ERNIE_TINY_DATA" \
   --out "$OUT/serve"
-stage train "$STAGE_LIMIT_S" "$PY" benchmarks/train_speed.py --device "$DEVICE" --preset "$PRESET" --out "$OUT/train"
+stage train "$TRAIN_LIMIT_S" "$PY" benchmarks/train_speed.py --device "$DEVICE" --preset "$PRESET" --out "$OUT/train"
 
 "$PY" benchmarks/gpu_table.py "$OUT" --device "$DEVICE" --preset "$PRESET"
