@@ -148,3 +148,17 @@ def test_embed_command_imports_no_torch(export_dir, text_file, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines()[-1] == "torch imported: False"
     assert np.load(out / "pooler_emb.npy").shape[0] == len(LINES)
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="no fork here")
+@pytest.mark.parametrize("layer", ["mean", "tokens"])
+def test_tokenizer_workers_write_the_same_files(export_dir, text_file, tmp_path, layer):
+    """`--tokenizer-workers 2` encodes the lines in two forked processes: the same rows, in the same order."""
+    text_file.write_text("\n".join(LINES * 40) + "\n", encoding="utf-8")  # several worker batches
+    for workers in ("0", "2"):
+        result = run_embed("--model", str(export_dir), "--file", str(text_file), "--layer", layer,
+                           "--out", str(tmp_path / workers), "--tokenizer-workers", workers)
+        assert result.exit_code == 0, result.output
+    name = "top_layer_emb.npy" if layer == "tokens" else f"{layer}_emb.npy"
+    alone, pooled = np.load(tmp_path / "0" / name), np.load(tmp_path / "2" / name)
+    assert alone.shape[0] == len(LINES) * 40 and np.array_equal(alone, pooled)

@@ -32,6 +32,9 @@ def embed(
     backend: BackendOpt = InferenceBackend.onnxruntime,
     precision: PrecisionOpt = None,
     cuda_graphs: CudaGraphsOpt = True,
+    tokenizer_workers: Annotated[int, typer.Option(min=0, max=64, help="Processes that tokenize the file (0: in "
+                                                   "this process). Pays on a GPU, where tokenizing costs more "
+                                                   "than the model.")] = 0,
 ) -> None:
     """Embed every line of a file with an exported encoder (or a checkpoint through torch); one row per line.
 
@@ -47,7 +50,8 @@ def embed(
             raise ValueError(f"{file}: no lines to embed")
         predictor = load_predictor(model, backend, run_device, precision, cuda_graphs, threads, with_embeddings=True)
         check_embedding_outputs(predictor.config, layer)
-        encodings = encode_texts(predictor.tokenizer, predictor.config, texts, max_len=max_len)
+        encodings = encode_texts(predictor.tokenizer, predictor.config, texts, max_len=max_len,
+                                 workers=tokenizer_workers)
         columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("embed", total=len(encodings))

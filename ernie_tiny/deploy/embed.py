@@ -28,6 +28,7 @@ import numpy as np
 from ernie_tiny.deploy.onnx_session import OnnxModelConfig
 from ernie_tiny.deploy.predict import read_text_file
 from ernie_tiny.tokenization.encoding import Encoding, Tokenizer
+from ernie_tiny.tokenization.workers import TokenizerPool
 
 POOLED_OUTPUT, SEQUENCE_OUTPUT = "pooled_output", "sequence_output"
 LENGTHS_FILE = "top_layer_lengths.npy"
@@ -70,14 +71,22 @@ def read_lines(path: str | os.PathLike) -> list[str | tuple[str, str]]:
     return texts
 
 
+WORKER_BATCH = 64  # texts per batch a tokenizer worker encodes
+
+
 def encode_texts(tokenizer: Tokenizer, config: OnnxModelConfig, texts: list[str | tuple[str, str | None]],
-                 max_len: int | None = None) -> list[Encoding]:
-    """Encodings of strings or ``(text_a, text_b)`` pairs, truncated to ``max_len`` (default: the export's)."""
+                 max_len: int | None = None, workers: int = 0) -> list[Encoding]:
+    """Encodings of strings or ``(text_a, text_b)`` pairs, truncated to ``max_len`` (default: the export's);
+    ``workers`` > 0 encodes them in that many forked processes (:class:`TokenizerPool`), same encodings."""
     max_len = config.max_len if max_len is None else max_len
     if not 3 <= max_len <= config.max_position_embeddings:
         raise ValueError(f"max_len {max_len} is outside 3..{config.max_position_embeddings} (the model's positions)")
     pairs = [(t, None) if isinstance(t, str) else (t[0], t[1]) for t in texts]
-    return tokenizer.encode_batch(pairs, max_len=max_len)
+    if not workers:
+        return tokenizer.encode_batch(pairs, max_len=max_len)
+    batches = [pairs[start:start + WORKER_BATCH] for start in range(0, len(pairs), WORKER_BATCH)]
+    with TokenizerPool(tokenizer, workers, max_len, keep_encodings=True) as pool:
+        return [encoding for batch in pool.map(batches) for encoding in batch.encodings]
 
 
 def embedding_of(outputs: dict[str, np.ndarray], row: int, length: int, layer: EmbeddingLayer) -> np.ndarray:
