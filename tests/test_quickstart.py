@@ -158,3 +158,46 @@ def test_the_real_scale_on_a_cpu_stops_with_one_line_and_writes_nothing(tmp_path
     assert result.exit_code == 1
     assert "--scale real needs a CUDA GPU" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "qs").exists()
+
+
+# Step options that make the real plan a few steps on a CPU; the models, tokenizer and commands stay the real ones.
+REHEARSAL_VALUES = {"--max-steps": "3", "--steps": "3", "--steps-prediction": "3", "--batch-size": "8",
+                    "--eval-every": "3", "--save-every": "3", "--eval-examples": "16", "--data-workers": "2",
+                    "--runs": "1", "--latency-examples": "16", "--device": "cpu"}
+REHEARSAL_EXTRA = {"teacher": ["--limit", "64", "--eval-limit", "32"],
+                   "teacher-scratch": ["--limit", "64", "--eval-limit", "32"],
+                   "student": ["--limit", "64", "--eval-limit", "32"], "general": ["--max-texts", "256"],
+                   "bench": ["--accuracy-examples", "32"]}
+
+
+def rehearsal_argv(argv: list[str], name: str) -> list[str]:
+    """A planned step's command with the rehearsal's values and no time budget."""
+    out, index = [], 0
+    while index < len(argv):
+        option = argv[index]
+        if option == "--max-minutes":
+            index += 2
+            continue
+        out.append(option)
+        if option in REHEARSAL_VALUES and index + 1 < len(argv):
+            out.append(REHEARSAL_VALUES[option])
+            index += 1
+        index += 1
+    return out + REHEARSAL_EXTRA.get(name, [])
+
+
+@pytest.mark.slow  # real-size models on a CPU: about 5 minutes on 2 cores
+def test_every_step_of_the_real_recipe_runs_at_the_real_presets(tmp_path):
+    """What `quickstart --scale real` runs (ernie-1.0-base pretraining with 2 masking workers, fine-tuning from
+    it and from scratch, general and task distillation into ernie-tiny with a 50k subword tokenizer, fp32 and
+    fp16 exports, the bench), each step a few steps at the real shapes on the CPU: a GPU session then spends
+    its minutes measuring, not finding a broken step."""
+    steps = plan_steps(QuickstartConfig(out_dir=str(tmp_path / "real"), scale=Scale.real, device="cpu"))
+    assert [s.name for s in steps] == ["tokenizer", "pretrain", "teacher", "teacher-scratch", "general", "student",
+                                       "onnx-fp32", "onnx-fp16", "bench"]
+    for step in steps:
+        argv = rehearsal_argv(list(step.argv), step.name)
+        completed = subprocess.run([sys.executable, "-m", "ernie_tiny", *argv], capture_output=True, text=True)
+        assert completed.returncode == 0, f"{step.name}: {' '.join(argv)}\n{completed.stderr[-2000:]}"
+    assert (tmp_path / "real" / "onnx" / "fp16" / "model.onnx").is_file()
+    assert (tmp_path / "real" / "bench" / "bench.json").is_file()
