@@ -80,6 +80,9 @@ def test_a_worker_error_reaches_the_caller_and_bad_settings_are_refused(tokenize
         with pytest.raises(TypeError, match="expected text strings"):
             list(pool.map([[("好", None)], [(3, None)]]))
         assert len(list(pool.map([[("好", None)]]))) == 1  # the pool still works after a failed batch
+    for workers in (0, 1):  # an empty batch: the same error in process and from a worker
+        with TokenizerPool(tokenizer, workers, 32) as pool, pytest.raises(ValueError, match="at least one"):
+            list(pool.map([[]]))
     with pytest.raises(ValueError, match="workers"):
         TokenizerPool(tokenizer, -1, 32)
     with pytest.raises(RuntimeError, match="with"):

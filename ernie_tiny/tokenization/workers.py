@@ -52,8 +52,8 @@ def padded_batch(tokenizer: Tokenizer, pairs: list[Pair], max_len: int, keep_enc
 
 @dataclass
 class PackedBatch:
-    """What a worker sends back: every example's ids and type ids end to end, a few bytes per token.
-    Padded int64 arrays would be ~15x larger, and moving bytes through the pipe is the parent's cost."""
+    """What a worker sends back: every example's ids and type ids end to end, a few bytes per token
+    (3.5 KB pickled for 32 LCQMC pairs, against 24 KB for the padded int64 arrays)."""
 
     ids: np.ndarray  # (sum of lengths,) int32
     type_ids: np.ndarray  # (sum of lengths,) int8
@@ -71,6 +71,8 @@ class PackedBatch:
 
     def unpack(self, pad_id: int) -> PaddedBatch:
         """The :class:`PaddedBatch` ``pad_to_arrays`` would give: rows right-padded to the longest."""
+        if not len(self.lengths):
+            raise ValueError("pad_to_arrays needs at least one encoding")  # what the in-process path says
         rows, width = len(self.lengths), int(self.lengths.max())
         real = np.arange(width) < self.lengths[:, None]  # (B, T): row-major, the order the tokens were packed in
         input_ids = np.full((rows, width), pad_id, dtype=np.int64)
