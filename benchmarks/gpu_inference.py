@@ -15,9 +15,10 @@ buckets) on the same texts, ``--runs`` times, teacher and student taking turns. 
                    back to the host (one synchronisation)
     tokenize ms    encode_batch + pad_to_arrays, on the host, single-threaded
     end to end ms  tokenize + model
-    pipelined ms   batch 8 and 32 (on CUDA with graphs only): a stream of --pipeline-texts pairs (the dev pairs cycled) tokenized by
-                   --tokenizer-workers forked processes (``TokenizerPool``, what ``predict --tokenizer-workers``
-                   runs) while the model runs the batches before: wall ms per batch, tokenization included
+    pipelined ms   batch 8 and 32 (on CUDA with graphs only): a stream of --pipeline-texts pairs (the dev
+                   pairs cycled) tokenized by --tokenizer-workers forked processes (``TokenizerPool``, what
+                   ``predict --tokenizer-workers`` runs) while the model runs the batches before: wall ms per
+                   batch, tokenization included
     x              teacher / student at the same precision and path
 
 Every bucket the timed batches reach is run (and captured) once before timing. Prints the
@@ -34,6 +35,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,6 +85,18 @@ def tokenize_batches(tokenizer: Tokenizer, pairs: list[Pair], batch_size: int, m
     return arrays, float(np.median(passes))
 
 
+def median_pass_ms(roles: list[str], one_pass: Callable[[str], int], runs: int) -> dict[str, float]:
+    """Ms per batch of each role: median over ``runs`` passes, the roles taking turns (order reversed every
+    other pass); ``one_pass(role)`` runs one pass and returns how many batches it ran."""
+    per_pass: dict[str, list[float]] = {role: [] for role in roles}
+    for run in range(runs):
+        for role in roles if run % 2 == 0 else roles[::-1]:
+            started = time.perf_counter()
+            batches = one_pass(role)
+            per_pass[role].append((time.perf_counter() - started) * 1000 / batches)
+    return {role: float(np.median(values)) for role, values in per_pass.items()}
+
+
 def time_runners(runners: dict[str, TorchRunner], arrays: dict[str, list[dict[str, np.ndarray]]],
                  runs: int) -> dict[str, float]:
     """Mean model ms per batch of each role: median over ``runs`` passes, the roles taking turns per pass."""
@@ -90,15 +104,13 @@ def time_runners(runners: dict[str, TorchRunner], arrays: dict[str, list[dict[st
         shapes = {(bucket_for(a["input_ids"].shape[0], runner.batch_sizes),
                    bucket_for(a["input_ids"].shape[1], runner.lengths)) for a in arrays[role]}
         runner.warm_up(sorted(shapes))
-    per_pass: dict[str, list[float]] = {role: [] for role in runners}
-    for run in range(runs):
-        roles = list(runners) if run % 2 == 0 else list(runners)[::-1]
-        for role in roles:
-            started = time.perf_counter()
-            for batch in arrays[role]:
-                runners[role].run(batch)
-            per_pass[role].append((time.perf_counter() - started) * 1000 / len(arrays[role]))
-    return {role: float(np.median(values)) for role, values in per_pass.items()}
+
+    def one_pass(role: str) -> int:
+        for batch in arrays[role]:
+            runners[role].run(batch)
+        return len(arrays[role])
+
+    return median_pass_ms(list(runners), one_pass, runs)
 
 
 PIPELINED_BATCH_SIZES = (8, 32)
@@ -109,14 +121,13 @@ def time_pipelined(runners: dict[str, TorchRunner], pools: dict[str, TokenizerPo
     """Wall ms per batch of each role when its pool tokenizes the stream while its model runs: median of ``runs``
     passes, the roles taking turns per pass (each pass starts with an empty pipeline, so its first batches wait)."""
     batches = [pairs[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
-    per_pass: dict[str, list[float]] = {role: [] for role in runners}
-    for run in range(runs):
-        for role in (list(runners) if run % 2 == 0 else list(runners)[::-1]):
-            started = time.perf_counter()
-            for batch in pools[role].map(batches):
-                runners[role].run(batch.arrays)
-            per_pass[role].append((time.perf_counter() - started) * 1000 / len(batches))
-    return {role: float(np.median(values)) for role, values in per_pass.items()}
+
+    def one_pass(role: str) -> int:
+        for batch in pools[role].map(batches):
+            runners[role].run(batch.arrays)
+        return len(batches)
+
+    return median_pass_ms(list(runners), one_pass, runs)
 
 
 def paths_for(device: str) -> list[tuple[str, bool]]:
@@ -297,7 +308,7 @@ def main() -> None:
     teacher_preset, student_preset = PRESETS[args.preset]
     models = {"teacher": random_model(teacher_preset, tokenizers["teacher"]),
               "student": random_model(student_preset, tokenizers["student"])}
-    for role, tokenizer in tokenizers.items():  # dictionaries loaded and caches warm before the pools copy them
+    for tokenizer in tokenizers.values():  # dictionaries loaded and caches warm before the pools copy them
         tokenizer.encode_batch(pairs, max_len=args.max_len)
     # the pools fork before any model reaches the GPU: a child of a process with a CUDA context must not touch it
     with TokenizerPool(tokenizers["teacher"], args.tokenizer_workers, args.max_len, batches_per_task=4) as teacher_pool, \

@@ -137,7 +137,8 @@ class TokenizerPool:
             self._pool = None
 
     def map(self, batches: Iterable[list[Pair]]) -> Iterator[PaddedBatch]:
-        """Each batch tokenized and padded, in order; at most ``prefetch`` batches per worker ahead of the consumer."""
+        """Each batch tokenized and padded, in order; at most ``prefetch`` tasks (of ``batches_per_task`` batches)
+        per worker ahead of the consumer."""
         if self._pool is None:
             if self.workers:
                 raise RuntimeError("TokenizerPool.map outside its `with` block")
